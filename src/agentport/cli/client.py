@@ -1,0 +1,122 @@
+"""A tiny HTTP client of agentport's own API, used by every command except `serve`.
+
+Connection failures become `ServerNotRunningError` (the message says how to start the server);
+error answers become `ApiError` carrying the server's own message, read from any of the three
+dialects' error bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from agentport.config import Settings
+from agentport.errors import AgentportError
+
+DEFAULT_TIMEOUT = 10.0
+# Prefill of a long prompt can take minutes; the server pings meanwhile.
+STREAM_TIMEOUT = httpx.Timeout(10.0, read=600.0)
+
+
+class ServerNotRunningError(AgentportError):
+    """Nothing answers at the server's address."""
+
+    kind = "unavailable"
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(
+            f"agentport server is not running at {base_url}; start it with `agentport serve`"
+        )
+        self.base_url = base_url
+
+
+class ApiError(AgentportError):
+    """The server answered with an error (an error status or an `error` stream event)."""
+
+    kind = "api"
+
+
+class Client:
+    """Requests to the server at `settings.base_url`, with its API key when one is set."""
+
+    def __init__(self, settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.base_url = settings.base_url
+        headers = {"authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def get_json(self, path: str) -> Any:
+        """GET `path` and decode its JSON body; error answers raise `ApiError`."""
+        with self._connecting():
+            response = self._http.get(path)
+        if response.is_error:
+            raise ApiError(error_message(response.status_code, response.text))
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ApiError(f"the server sent invalid JSON for {path}") from exc
+
+    def check(self, timeout: float = 1.0) -> None:
+        """Raise `ServerNotRunningError` unless something answers `HEAD /` within `timeout`."""
+        with self._connecting():
+            self._http.head("/", timeout=timeout)
+
+    @contextmanager
+    def stream(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> Iterator[Any]:
+        """POST `body` to `path` and yield the lines of the streamed answer."""
+        with (
+            self._connecting(),
+            self._http.stream(
+                "POST", path, json=body, headers=headers, timeout=STREAM_TIMEOUT
+            ) as response,
+        ):
+            if response.is_error:
+                response.read()
+                raise ApiError(error_message(response.status_code, response.text))
+            yield response.iter_lines()
+
+    @contextmanager
+    def _connecting(self) -> Iterator[None]:
+        try:
+            yield
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ServerNotRunningError(self.base_url) from exc
+        except httpx.TransportError as exc:
+            raise ApiError(f"connection to the server at {self.base_url} failed: {exc}") from exc
+
+
+def error_message(status: int, body: str) -> str:
+    """The message of an error answer: Anthropic, OpenAI and Ollama bodies are understood."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    message = message_in(data)
+    if message:
+        return message
+    return f"the server answered {status}: {body.strip()[:200] or 'no details'}"
+
+
+def message_in(data: Any) -> str | None:
+    """The message of a decoded error body, or None if it holds none."""
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    if isinstance(error, dict):  # Anthropic and OpenAI: {"error": {"message": ...}}
+        message = error.get("message")
+        return str(message) if message else None
+    if isinstance(error, str):  # Ollama: {"error": "..."}
+        return error
+    return None

@@ -1,0 +1,171 @@
+"""Settings: every knob of agentport, read from AGENTPORT_* environment variables.
+
+Each field has a description; `agentport config` prints them all with their values and where each
+value came from. Nothing else in agentport reads `os.environ`: code that needs a process
+environment (the launcher of Claude Code) asks this module for it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "AGENTPORT_"
+DEFAULT_PORT = 11434
+
+
+def _default_home() -> Path:
+    return Path.home() / ".agentport"
+
+
+class Settings(BaseSettings):
+    """Every setting of agentport. Environment variable: AGENTPORT_<FIELD NAME IN CAPITALS>."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    host: str = Field(
+        f"127.0.0.1:{DEFAULT_PORT}",
+        description="Address to bind (and for clients, to reach): host, host:port or :port.",
+    )
+    home: Path = Field(
+        default_factory=_default_home, description="Directory for agentport's own state."
+    )
+    models: Path | None = Field(
+        None, description="Directory of the model store (default: <home>/models)."
+    )
+    default_model: str = Field(
+        "smollm2:135m", description="Model used when a client asks for a claude-* name."
+    )
+    context_length: int = Field(
+        32768,
+        ge=512,
+        description="Context window per model, in tokens; capped by the memory available. "
+        "Models trained on less are extended with YaRN rope scaling.",
+    )
+    threads: int = Field(
+        0, ge=0, description="CPU threads for the engine (0: one per physical core)."
+    )
+    batch_size: int = Field(512, ge=16, description="Prompt tokens evaluated per engine step.")
+    flash_attention: bool = Field(True, description="Use flash attention in the engine.")
+    keep_alive: str = Field(
+        "30m",
+        description="How long an idle model stays loaded: a duration (30s, 5m, 1h), seconds, "
+        "0 to unload after each request, or a negative number to keep it forever.",
+    )
+    aliases: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Model name aliases as name=target pairs, comma separated (or JSON). "
+        "Names starting with claude- map to the default model unless aliased.",
+    )
+    api_key: str | None = Field(
+        None, description="If set, every request must carry it (Bearer or x-api-key)."
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Extra browser origins allowed besides loopback ones, comma separated.",
+    )
+    max_queue: int = Field(
+        16, ge=1, description="Requests that may wait for a busy model before 529/503 answers."
+    )
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024, description="Largest request body accepted, in bytes (else 413)."
+    )
+    ping_interval: float = Field(
+        3.0, gt=0, description="Seconds between keep-alive pings while a prompt is prefilled."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+
+    @field_validator("aliases", mode="before")
+    @classmethod
+    def _parse_aliases(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if value.startswith("{"):
+            import json
+
+            return json.loads(value)
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        return {k.strip(): v.strip() for k, v in pairs}
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def models_dir(self) -> Path:
+        return self.models or self.home / "models"
+
+    @property
+    def bind(self) -> tuple[str, int]:
+        """(host, port) from `host`, accepting Ollama's forms: host, host:port, :port, a URL."""
+        return parse_host(self.host)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.bind
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+
+def parse_host(value: str) -> tuple[str, int]:
+    value = value.strip()
+    for scheme in ("http://", "https://"):
+        if value.startswith(scheme):
+            value = value[len(scheme) :]
+    value = value.rstrip("/")
+    if value.startswith("["):  # [::1]:port
+        host, _, rest = value[1:].partition("]")
+        port = rest.lstrip(":")
+        return host, int(port) if port else DEFAULT_PORT
+    if value.count(":") == 1:
+        host, port = value.split(":")
+        return host or "127.0.0.1", int(port) if port else DEFAULT_PORT
+    if value.isdigit():
+        return "127.0.0.1", int(value)
+    return value or "127.0.0.1", DEFAULT_PORT
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(environment variable, value, source, description) for every setting."""
+    rows = []
+    for name, info in Settings.model_fields.items():
+        var = env_name(name)
+        value = getattr(settings, name)
+        if name == "api_key" and value:
+            value = "(set)"
+        if var in os.environ:
+            source = "environment"
+        elif name in settings.model_fields_set:
+            source = "command line"
+        else:
+            source = "default"
+        rows.append((var, _show(value), source, info.description or ""))
+    return rows
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "(none)"
+    if isinstance(value, list):
+        return ",".join(value) or "(none)"
+    return "(unset)" if value is None else str(value)
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of the process environment, for launching a child program (e.g. `claude`)."""
+    return dict(os.environ)

@@ -1,0 +1,106 @@
+"""The one error hierarchy of agentport.
+
+Each error carries a `kind`; the HTTP status and body are chosen at the edge, per API dialect
+(see `server/errors.py`). Backend exceptions are mapped into this tree once, at the adapter that
+calls the backend, with `raise X(...) from exc`.
+
+    AgentportError                      kind
+    ├── InvalidRequestError             invalid_request      400
+    │   ├── PromptTooLongError          invalid_request      400 "prompt is too long: ..."
+    │   └── UnsupportedContentError     invalid_request      400 (an image, text-only model)
+    ├── AuthenticationError             authentication       401
+    ├── PermissionDeniedError           permission           403 (foreign Host or Origin)
+    ├── NotFoundError                   not_found            404
+    │   └── ModelNotFoundError          not_found            404 (names the models that exist)
+    ├── RequestTooLargeError            request_too_large    413
+    ├── RateLimitedError                rate_limit           429
+    ├── OverloadedError                 overloaded           529 / 503 (queue full; has retry_after)
+    ├── CancelledError                  cancelled            499 (the client went away)
+    └── InternalError                   internal             500
+        ├── EngineError                 internal             500 (the engine failed)
+        └── ModelLoadError              internal             500 (the weights could not be loaded)
+"""
+
+from __future__ import annotations
+
+
+class AgentportError(Exception):
+    """Base of every error agentport raises on purpose."""
+
+    kind = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequestError(AgentportError):
+    kind = "invalid_request"
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class PromptTooLongError(InvalidRequestError):
+    def __init__(self, n_tokens: int, maximum: int) -> None:
+        # Claude Code recognises this exact wording and compacts the conversation.
+        super().__init__(f"prompt is too long: {n_tokens} tokens > {maximum} maximum")
+        self.n_tokens = n_tokens
+        self.maximum = maximum
+
+
+class UnsupportedContentError(InvalidRequestError):
+    pass
+
+
+class AuthenticationError(AgentportError):
+    kind = "authentication"
+
+
+class PermissionDeniedError(AgentportError):
+    kind = "permission"
+
+
+class NotFoundError(AgentportError):
+    kind = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    def __init__(self, name: str, available: list[str]) -> None:
+        listed = ", ".join(available) if available else "none"
+        super().__init__(f"model '{name}' not found; available models: {listed}")
+        self.name = name
+        self.available = available
+
+
+class RequestTooLargeError(AgentportError):
+    kind = "request_too_large"
+
+
+class RateLimitedError(AgentportError):
+    kind = "rate_limit"
+
+
+class OverloadedError(AgentportError):
+    kind = "overloaded"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CancelledError(AgentportError):
+    kind = "cancelled"
+
+
+class InternalError(AgentportError):
+    kind = "internal"
+
+
+class EngineError(InternalError):
+    pass
+
+
+class ModelLoadError(InternalError):
+    pass

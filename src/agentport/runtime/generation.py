@@ -1,0 +1,147 @@
+"""One generation: the worker thread that drives the engine, and the event-loop side that
+turns its text pieces into core events (stop sequences, tool calls, thinking, usage).
+
+The worker puts each engine item on an asyncio queue with one `call_soon_threadsafe`; the
+consumer drains everything queued at once, so the server writes one chunk per wake-up.
+Exceptions cross the queue as values and are re-raised (as events) on the consumer side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from agentport.chat.parsers import OutputParser
+from agentport.chat.stream_text import StopMatcher
+from agentport.core import (
+    Done,
+    ErrorEvent,
+    FinishReason,
+    Ping,
+    SamplingParams,
+    StreamEvent,
+    Timings,
+    Usage,
+)
+from agentport.engines.base import Engine, Finished, Prefilled
+from agentport.errors import AgentportError, EngineError
+
+log = logging.getLogger("agentport.runtime")
+
+
+def pump(
+    engine: Engine,
+    tokens: list[int],
+    params: SamplingParams,
+    cancel: threading.Event,
+    loop: asyncio.AbstractEventLoop,
+    queue: asyncio.Queue,
+) -> None:
+    """Runs in the model's worker thread."""
+    put = queue.put_nowait
+    try:
+        for item in engine.generate(tokens, params, cancel):
+            loop.call_soon_threadsafe(put, item)
+    except RuntimeError:
+        if loop.is_closed():
+            return
+        raise
+    except Exception as exc:  # noqa: BLE001 - travels to the consumer as a value
+        error = exc if isinstance(exc, AgentportError) else EngineError(f"engine failed: {exc}")
+        log.exception("generation failed") if not isinstance(exc, AgentportError) else None
+        loop.call_soon_threadsafe(put, error)
+
+
+@dataclass
+class Consumer:
+    """Engine items -> core event batches, on the event loop."""
+
+    parser: OutputParser
+    stops: StopMatcher
+    client_stops: set[str]
+    cancel: threading.Event
+    ping_interval: float
+    timings: Timings = field(default_factory=Timings)
+    usage: Usage = field(default_factory=Usage)
+    started: float = field(default_factory=time.perf_counter)
+    prefilled: bool = False
+    stopped: bool = False
+
+    async def run(self, queue: asyncio.Queue) -> AsyncIterator[list[StreamEvent]]:
+        while True:
+            item = await self._next(queue)
+            if item is None:
+                yield [Ping()]
+                continue
+            items = [item]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            events, finished = self._handle(items)
+            if events:
+                yield events
+            if finished:
+                return
+
+    async def _next(self, queue: asyncio.Queue):
+        if self.prefilled:
+            return await queue.get()
+        try:
+            return await asyncio.wait_for(queue.get(), self.ping_interval)
+        except asyncio.TimeoutError:
+            return None
+
+    def _handle(self, items: list) -> tuple[list[StreamEvent], bool]:
+        events: list[StreamEvent] = []
+        for item in items:
+            if type(item) is str:
+                self._text(item, events)
+            elif isinstance(item, Prefilled):
+                self.prefilled = True
+                self.usage.input_tokens = item.prompt_tokens
+                self.usage.cached_tokens = item.cached_tokens
+                self.timings.prompt_eval = item.seconds
+            elif isinstance(item, Finished):
+                events.append(self._finish(item, events))
+                return events, True
+            elif isinstance(item, AgentportError):
+                events.append(ErrorEvent(item))
+                return events, True
+        return events, False
+
+    def _text(self, text: str, events: list[StreamEvent]) -> None:
+        if self.stopped:
+            return
+        text = self.stops.feed(text)
+        if text:
+            events.extend(self.parser.feed(text))
+        if self.stops.matched is not None:
+            self.stopped = True
+            self.cancel.set()
+
+    def _finish(self, finished: Finished, events: list[StreamEvent]) -> Done:
+        if not self.stopped:
+            rest = self.stops.flush()
+            if rest:
+                events.extend(self.parser.feed(rest))
+        events.extend(self.parser.finish())
+        self.usage.output_tokens = finished.output_tokens
+        self.timings.eval = finished.seconds
+        self.timings.total = time.perf_counter() - self.started
+        reason, sequence = self._reason(finished)
+        return Done(reason, self.usage, self.timings, sequence)
+
+    def _reason(self, finished: Finished) -> tuple[FinishReason, str | None]:
+        matched = self.stops.matched
+        if matched is not None and matched in self.client_stops:
+            return FinishReason.STOP_SEQUENCE, matched
+        if finished.reason == "length" and matched is None:
+            return FinishReason.LENGTH, None
+        if finished.reason == "cancelled" and matched is None:
+            return FinishReason.CANCELLED, None
+        if self.parser.tool_calls:
+            return FinishReason.TOOL_CALLS, None
+        return FinishReason.STOP, None

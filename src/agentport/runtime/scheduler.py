@@ -1,0 +1,262 @@
+"""The Runtime: model names -> loaded engines, prompts -> tokens, requests -> event streams.
+
+Each loaded model has one worker thread (engine work never runs on the event loop), one lock
+(one generation at a time on a model), a bounded wait queue and a keep-alive expiry. The engine
+factory and the memory probe are injected, so this module is testable without an engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentport.chat.grammar import tool_call_grammar
+from agentport.chat.parsers import family_for, parser_for
+from agentport.chat.render import RenderedPrompt, render
+from agentport.chat.stream_text import StopMatcher
+from agentport.chat.template import ChatTemplate
+from agentport.config import Settings
+from agentport.core import ChatRequest, Ping, PromptStart, StreamEvent
+from agentport.engines.base import Engine
+from agentport.errors import OverloadedError, PromptTooLongError
+from agentport.runtime.durations import parse_keep_alive
+from agentport.runtime.generation import Consumer, pump
+from agentport.store.embedded import register_embedded
+from agentport.store.models import ModelEntry, ModelStore
+
+log = logging.getLogger("agentport.runtime")
+
+EngineFactory = Callable[[Path, Settings], Engine]
+TOOL_CALL_OPEN = "<tool_call>"
+
+
+def llamacpp_factory(path: Path, settings: Settings) -> Engine:
+    from agentport.engines.llamacpp import EngineOptions, LlamaCppEngine
+
+    options = EngineOptions(
+        n_ctx=settings.context_length,
+        threads=settings.threads,
+        batch_size=settings.batch_size,
+        flash_attention=settings.flash_attention,
+    )
+    return LlamaCppEngine(path, options)
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    entry: ModelEntry
+    engine: Engine
+    template: ChatTemplate
+    family: str
+    executor: ThreadPoolExecutor
+    load_seconds: float
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+    expires_at: float | None = None  # monotonic deadline; None: never
+    keep_alive: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.lock.locked() or self.waiting > 0
+
+
+@dataclass
+class Prepared:
+    request: ChatRequest
+    model: LoadedModel
+    prompt: RenderedPrompt
+    tokens: list[int]
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ModelStore | None = None,
+        engine_factory: EngineFactory = llamacpp_factory,
+    ) -> None:
+        self.settings = settings
+        self.store = store or ModelStore(settings.models_dir)
+        self.engine_factory = engine_factory
+        self.models: dict[str, LoadedModel] = {}
+        self.default_keep_alive = parse_keep_alive(settings.keep_alive)
+        self._load_lock = asyncio.Lock()
+        self._reaper: asyncio.Task | None = None
+
+    # --- lifetime ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(register_embedded, self.store)
+        self._reaper = asyncio.create_task(self._reap_expired())
+
+    async def stop(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+        for name in list(self.models):
+            await self.unload(name)
+
+    # --- names and models --------------------------------------------------------------------
+
+    def resolve_name(self, requested: str) -> str:
+        aliases = self.settings.aliases
+        if requested in aliases:
+            return aliases[requested]
+        if requested.startswith("claude-") or requested in ("opus", "sonnet", "haiku"):
+            return self.settings.default_model
+        return requested
+
+    def find(self, requested: str) -> ModelEntry:
+        return self.store.get(self.resolve_name(requested))
+
+    async def model(self, requested: str) -> LoadedModel:
+        entry = self.find(requested)
+        key = entry.name.display
+        async with self._load_lock:
+            if key not in self.models:
+                self.models[key] = await self._load(key, entry)
+        return self.models[key]
+
+    async def _load(self, key: str, entry: ModelEntry) -> LoadedModel:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{key}")
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            engine = await loop.run_in_executor(
+                executor, self.engine_factory, entry.model_path, self.settings
+            )
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        info = engine.info
+        template = ChatTemplate(info.chat_template, info.bos_token, info.eos_token)
+        loaded = LoadedModel(
+            name=key,
+            entry=entry,
+            engine=engine,
+            template=template,
+            family=family_for(template.source),
+            executor=executor,
+            load_seconds=time.perf_counter() - started,
+            keep_alive=self.default_keep_alive,
+        )
+        self._touch(loaded)
+        return loaded
+
+    async def unload(self, name: str) -> None:
+        loaded = self.models.pop(name, None)
+        if loaded is None:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(loaded.executor, loaded.engine.close)
+        loaded.executor.shutdown(wait=False)
+        log.info("unloaded %s", name)
+
+    def _touch(self, loaded: LoadedModel) -> None:
+        keep = loaded.keep_alive
+        loaded.expires_at = None if keep is None else time.monotonic() + keep
+
+    async def _reap_expired(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for name, loaded in list(self.models.items()):
+                if loaded.expires_at is not None and loaded.expires_at <= now and not loaded.busy:
+                    await self.unload(name)
+
+    # --- requests ----------------------------------------------------------------------------
+
+    async def prepare(self, request: ChatRequest, check_length: bool = True) -> Prepared:
+        loaded = await self.model(request.model)
+        request.sampling.grammar = self._forced_call_grammar(request)
+        named = request.sampling.grammar is None
+        prompt = render(request, loaded.template, loaded.name, name_in_prefix=named)
+        tokens = await asyncio.to_thread(loaded.engine.tokenize, prompt.text)
+        n_ctx = loaded.engine.info.n_ctx
+        if check_length and len(tokens) >= n_ctx:
+            raise PromptTooLongError(len(tokens), n_ctx)
+        if check_length and loaded.waiting >= self.settings.max_queue:
+            raise OverloadedError(f"model '{loaded.name}' is busy; try again shortly")
+        return Prepared(request, loaded, prompt, tokens)
+
+    def _forced_call_grammar(self, request: ChatRequest) -> str | None:
+        choice = request.tool_choice
+        if not request.tools or choice.mode not in ("any", "tool"):
+            return None
+        return tool_call_grammar(request.tools, choice.name if choice.mode == "tool" else None)
+
+    async def count_tokens(self, request: ChatRequest) -> int:
+        prepared = await self.prepare(request, check_length=False)
+        return len(prepared.tokens)
+
+    async def generate(self, prepared: Prepared) -> AsyncIterator[list[StreamEvent]]:
+        """PromptStart, then event batches until a Done or ErrorEvent."""
+        loaded = prepared.model
+        yield [PromptStart(input_tokens=len(prepared.tokens), model=loaded.name)]
+        queued = time.perf_counter()
+        async for ping in self._acquire(loaded):
+            yield [ping]
+        try:
+            consumer = self._consumer(prepared)
+            consumer.timings.queue = time.perf_counter() - queued
+            consumer.timings.load = loaded.load_seconds
+            queue: asyncio.Queue = asyncio.Queue()
+            loop = asyncio.get_running_loop()
+            work = loop.run_in_executor(
+                loaded.executor,
+                pump,
+                loaded.engine,
+                prepared.tokens,
+                prepared.request.sampling,
+                consumer.cancel,
+                loop,
+                queue,
+            )
+        except BaseException:
+            loaded.lock.release()
+            raise
+        work.add_done_callback(lambda _: self._release(loaded))
+        try:
+            async for batch in consumer.run(queue):
+                yield batch
+        finally:
+            consumer.cancel.set()
+
+    async def _acquire(self, loaded: LoadedModel) -> AsyncIterator[Ping]:
+        loaded.waiting += 1
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(loaded.lock.acquire(), self.settings.ping_interval)
+                    return
+                except asyncio.TimeoutError:
+                    yield Ping()
+        finally:
+            loaded.waiting -= 1
+
+    def _release(self, loaded: LoadedModel) -> None:
+        loaded.lock.release()
+        self._touch(loaded)
+
+    def _consumer(self, prepared: Prepared) -> Consumer:
+        request = prepared.request
+        tool_names = [t.name for t in request.tools]
+        parser = parser_for(prepared.model.family, tool_names)
+        if prepared.prompt.forced_prefix:
+            parser.feed(prepared.prompt.forced_prefix)
+        stops = list(request.sampling.stop)
+        if request.tools and request.tool_choice.mode == "none":
+            stops.append(TOOL_CALL_OPEN)
+        return Consumer(
+            parser=parser,
+            stops=StopMatcher(stops),
+            client_stops=set(request.sampling.stop),
+            cancel=threading.Event(),
+            ping_interval=self.settings.ping_interval,
+        )

@@ -1,0 +1,134 @@
+"""The model store on disk, in the layout of Ollama's registry.
+
+    <models>/blobs/sha256-<hex>                           content-addressed blobs
+    <models>/manifests/<host>/<namespace>/<model>/<tag>   OCI-style manifests (JSON)
+
+A manifest lists a config blob and layers (model, template, system, params, license) by digest.
+Every write goes to a temporary file, is fsynced and renamed into place, so no reader ever sees a
+half-written file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentport.errors import InvalidRequestError, ModelNotFoundError
+from agentport.store.names import ModelName, parse_name
+
+MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+CONFIG_MEDIA_TYPE = "application/vnd.docker.container.image.v1+json"
+MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
+_DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
+
+
+@dataclass(slots=True)
+class ModelEntry:
+    name: ModelName
+    digest: str  # sha256:<hex> of the manifest
+    size: int
+    modified: float
+    model_path: Path
+    config: dict[str, Any]
+
+
+class ModelStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.manifests = root / "manifests"
+
+    def blob_path(self, digest: str) -> Path:
+        match = _DIGEST.match(digest)
+        if not match:
+            raise InvalidRequestError(f"invalid digest '{digest[:80]}'")
+        return self.blobs / f"sha256-{match.group(1)}"
+
+    def manifest_path(self, name: ModelName) -> Path:
+        return self.manifests.joinpath(*name.parts)
+
+    def list(self) -> list[ModelEntry]:
+        entries = []
+        if not self.manifests.is_dir():
+            return entries
+        for path in sorted(self.manifests.glob("*/*/*/*")):
+            entry = self._entry(ModelName(*path.relative_to(self.manifests).parts), path)
+            if entry is not None:
+                entries.append(entry)
+        return entries
+
+    def names(self) -> list[str]:
+        return [e.name.display for e in self.list()]
+
+    def get(self, text: str) -> ModelEntry:
+        name = parse_name(text)
+        entry = self._entry(name, self.manifest_path(name))
+        if entry is None:
+            raise ModelNotFoundError(text, self.names())
+        return entry
+
+    def _entry(self, name: ModelName, path: Path) -> ModelEntry | None:
+        try:
+            raw = path.read_bytes()
+            manifest = json.loads(raw)
+            layers = manifest["layers"]
+            model = next(x for x in layers if x["mediaType"] == MODEL_MEDIA_TYPE)
+            model_path = self.blob_path(model["digest"])
+            config = json.loads(self.blob_path(manifest["config"]["digest"]).read_bytes())
+            if not model_path.is_file():
+                return None
+        except (OSError, ValueError, KeyError, StopIteration, InvalidRequestError):
+            return None
+        return ModelEntry(
+            name=name,
+            digest="sha256:" + hashlib.sha256(raw).hexdigest(),
+            size=sum(int(x.get("size", 0)) for x in layers),
+            modified=path.stat().st_mtime,
+            model_path=model_path,
+            config=config,
+        )
+
+    def write_blob_bytes(self, data: bytes) -> dict[str, Any]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        path = self.blob_path(digest)
+        if not path.exists():
+            atomic_write(path, data)
+        return {"digest": digest, "size": len(data)}
+
+    def write_manifest(self, name: ModelName, config: dict[str, Any], layers: list[dict]) -> None:
+        config_layer = self.write_blob_bytes(json.dumps(config).encode())
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": CONFIG_MEDIA_TYPE, **config_layer},
+            "layers": layers,
+        }
+        atomic_write(self.manifest_path(name), json.dumps(manifest, indent=2).encode())
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()

@@ -1,0 +1,108 @@
+"""The real Claude Code CLI and the official `anthropic` SDK against a live server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import anthropic
+import pytest
+
+READ_TOOL = {
+    "name": "read_file",
+    "description": "Read a file.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"path": {"type": "string"}},
+        "required": ["path"],
+    },
+}
+
+
+@pytest.fixture
+def sdk(server) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=server.url, api_key="agentport", max_retries=0)
+
+
+def test_sdk_streams_a_message(sdk):
+    with sdk.messages.stream(
+        model="claude-sonnet-4-5",
+        max_tokens=32,
+        messages=[{"role": "user", "content": "Say hello in one sentence."}],
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and final.content[0].text == text
+    assert final.stop_reason in ("end_turn", "max_tokens")
+    assert final.usage.output_tokens > 0
+
+
+def test_sdk_tool_use_and_count_tokens(sdk):
+    message = sdk.messages.create(
+        model="claude-haiku-4-5",
+        max_tokens=64,
+        tools=[READ_TOOL],
+        tool_choice={"type": "any"},
+        messages=[{"role": "user", "content": "Open setup.py"}],
+    )
+    assert message.stop_reason == "tool_use"
+    call = next(b for b in message.content if b.type == "tool_use")
+    assert call.name == "read_file" and isinstance(call.input, dict)
+    counted = sdk.messages.count_tokens(
+        model="claude-haiku-4-5",
+        tools=[READ_TOOL],
+        messages=[{"role": "user", "content": "Open setup.py"}],
+    )
+    assert counted.input_tokens == message.usage.input_tokens
+
+
+def test_sdk_errors_are_typed(sdk):
+    with pytest.raises(anthropic.NotFoundError):
+        sdk.messages.create(
+            model="missing:1b", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
+    with pytest.raises(anthropic.BadRequestError):
+        sdk.messages.create(model="claude-sonnet-4-5", max_tokens=8, messages=[])
+
+
+def claude_env(server) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE"))}
+    env.update(
+        ANTHROPIC_BASE_URL=server.url,
+        ANTHROPIC_AUTH_TOKEN="agentport",
+        ANTHROPIC_API_KEY="",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        CLAUDE_CODE_ATTRIBUTION_HEADER="0",
+        DISABLE_AUTOUPDATER="1",
+        HOME=str(server.home / "claude-home"),
+    )
+    return env
+
+
+@pytest.mark.slow
+def test_claude_code_print_mode(server, claude_bin, tmp_path):
+    """Claude Code's real request: its system prompt and built-in tools, about 20k tokens."""
+    (server.home / "claude-home").mkdir(exist_ok=True)
+    result = subprocess.run(
+        [
+            str(claude_bin),
+            "-p",
+            "Reply with one short sentence: what is 2+2?",
+            "--output-format",
+            "json",
+            "--model",
+            "claude-sonnet-4-5",
+            "--max-turns",
+            "4",
+        ],
+        cwd=tmp_path,
+        env=claude_env(server),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["is_error"] is False, report
+    assert report["type"] == "result"

@@ -1,0 +1,116 @@
+"""Model names, settings parsing, keep-alive durations and the stop-sequence matcher."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentport.chat.stream_text import StopMatcher
+from agentport.config import Settings, describe, parse_host
+from agentport.errors import InvalidRequestError
+from agentport.runtime.durations import parse_keep_alive
+from agentport.store.names import parse_name
+
+
+@pytest.mark.parametrize(
+    "text,parts,display",
+    [
+        ("smollm2:135m", ("registry.ollama.ai", "library", "smollm2", "135m"), "smollm2:135m"),
+        ("smollm2", ("registry.ollama.ai", "library", "smollm2", "latest"), "smollm2:latest"),
+        ("me/coder:7b", ("registry.ollama.ai", "me", "coder", "7b"), "me/coder:7b"),
+        ("localhost:5000/me/m:v1", ("localhost:5000", "me", "m", "v1"), "localhost:5000/me/m:v1"),
+        (
+            "Qwen2.5-Coder:7B",
+            ("registry.ollama.ai", "library", "qwen2.5-coder", "7b"),
+            "qwen2.5-coder:7b",
+        ),
+    ],
+)
+def test_names(text, parts, display):
+    name = parse_name(text)
+    assert name.parts == parts and name.display == display
+
+
+@pytest.mark.parametrize(
+    "text", ["", "../etc/passwd", "a/../../b", "/abs/path", "m:..", "a/b/c/d", "m:t/x", "m;rm", "é"]
+)
+def test_hostile_names_are_refused(text):
+    with pytest.raises(InvalidRequestError):
+        parse_name(text)
+
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("127.0.0.1:11434", ("127.0.0.1", 11434)),
+        ("0.0.0.0", ("0.0.0.0", 11434)),
+        (":8080", ("127.0.0.1", 8080)),
+        ("8080", ("127.0.0.1", 8080)),
+        ("http://localhost:9000/", ("localhost", 9000)),
+        ("[::1]:7000", ("::1", 7000)),
+    ],
+)
+def test_host_forms(value, expected):
+    assert parse_host(value) == expected
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("AGENTPORT_HOST", "0.0.0.0:1234")
+    monkeypatch.setenv("AGENTPORT_ALIASES", "fast=smollm2:135m, big=qwen:7b")
+    monkeypatch.setenv("AGENTPORT_CONTEXT_LENGTH", "16384")
+    settings = Settings()
+    assert settings.bind == ("0.0.0.0", 1234)
+    assert settings.aliases == {"fast": "smollm2:135m", "big": "qwen:7b"}
+    rows = {row[0]: row for row in describe(settings)}
+    assert rows["AGENTPORT_CONTEXT_LENGTH"][1:3] == ("16384", "environment")
+    assert rows["AGENTPORT_THREADS"][2] == "default"
+    assert all(row[3] for row in rows.values()), "every setting has a description"
+
+
+def test_defaults_are_agent_friendly():
+    settings = Settings()
+    assert settings.bind == ("127.0.0.1", 11434)
+    assert settings.context_length >= 32768
+
+
+def test_api_key_is_never_printed(monkeypatch):
+    monkeypatch.setenv("AGENTPORT_API_KEY", "secret-key")
+    rows = {row[0]: row for row in describe(Settings())}
+    assert rows["AGENTPORT_API_KEY"][1] == "(set)"
+
+
+@pytest.mark.parametrize(
+    "value,seconds",
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("0", 0),
+        (0, 0),
+        (120, 120),
+        ("-1", None),
+        (-1, None),
+        ("-5m", None),
+        ("250ms", 0.25),
+    ],
+)
+def test_keep_alive(value, seconds):
+    assert parse_keep_alive(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "5x", "m5", ""])
+def test_bad_keep_alive(value):
+    with pytest.raises(InvalidRequestError):
+        parse_keep_alive(value)
+
+
+def test_stop_matcher_across_pieces():
+    matcher = StopMatcher(["END", "\n\n"])
+    out = [matcher.feed(p) for p in ["Hello E", "N", "D tail"]]
+    assert "".join(out) == "Hello " and matcher.matched == "END"
+
+
+def test_stop_matcher_releases_false_starts():
+    matcher = StopMatcher(["END"])
+    assert matcher.feed("EN") == ""
+    assert matcher.feed("x") == "ENx"
+    assert matcher.flush() == "" and matcher.matched is None
