@@ -16,9 +16,13 @@ calls the backend, with `raise X(...) from exc`.
     ├── RateLimitedError                rate_limit           429
     ├── OverloadedError                 overloaded           529 / 503 (queue full; has retry_after)
     ├── CancelledError                  cancelled            499 (the client went away)
-    └── InternalError                   internal             500
-        ├── EngineError                 internal             500 (the engine failed)
-        └── ModelLoadError              internal             500 (the weights could not be loaded)
+    ├── InternalError                   internal             500
+    │   ├── EngineError                 internal             500 (the engine failed)
+    │   └── ModelLoadError              internal             500 (the weights could not be loaded)
+    └── ClientSideError                 (raised by the CLI and launchers, never served)
+        ├── ServerNotRunningError       unavailable          nothing answers at the address
+        ├── ApiError                    api                  the server answered with an error
+        └── LaunchError                 launch               an agent could not be started
 """
 
 from __future__ import annotations
@@ -104,3 +108,25 @@ class EngineError(InternalError):
 
 class ModelLoadError(InternalError):
     pass
+
+
+class ClientSideError(AgentportError):
+    """Errors of agentport's own clients (the CLI, the launchers)."""
+
+
+class ServerNotRunningError(ClientSideError):
+    kind = "unavailable"
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(
+            f"agentport server is not running at {base_url}; start it with `agentport serve`"
+        )
+        self.base_url = base_url
+
+
+class ApiError(ClientSideError):
+    kind = "api"
+
+
+class LaunchError(ClientSideError):
+    kind = "launch"

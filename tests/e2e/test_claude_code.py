@@ -41,7 +41,7 @@ def test_sdk_streams_a_message(sdk):
 def test_sdk_tool_use_and_count_tokens(sdk):
     message = sdk.messages.create(
         model="claude-haiku-4-5",
-        max_tokens=64,
+        max_tokens=256,
         tools=[READ_TOOL],
         tool_choice={"type": "any"},
         messages=[{"role": "user", "content": "Open setup.py"}],
@@ -52,6 +52,7 @@ def test_sdk_tool_use_and_count_tokens(sdk):
     counted = sdk.messages.count_tokens(
         model="claude-haiku-4-5",
         tools=[READ_TOOL],
+        tool_choice={"type": "any"},
         messages=[{"role": "user", "content": "Open setup.py"}],
     )
     assert counted.input_tokens == message.usage.input_tokens

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from agentport import __version__
 from agentport.cli import chat as chat_module
 from agentport.cli.chat import ChatOptions, iter_sse, message_request
-from agentport.cli.client import ApiError, error_message
+from agentport.cli.client import error_message
 from agentport.cli.format import (
     context_text,
     human_bytes,
@@ -35,6 +35,7 @@ from agentport.cli.format import (
 )
 from agentport.cli.main import app, field_help
 from agentport.config import Settings
+from agentport.errors import ApiError
 
 runner = CliRunner()
 DIGEST = "sha256:" + "0123456789abcdef" * 4

@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 
 from agentport.cli.main import app
 from agentport.config import Settings
+from agentport.errors import LaunchError
 from agentport.launch import claude
-from agentport.launch.claude import LaunchError, claude_environment, export_lines
+from agentport.launch.claude import claude_environment, export_lines
 
 runner = CliRunner()
 MODEL_VARIABLES = [

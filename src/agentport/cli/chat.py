@@ -13,8 +13,9 @@ from typing import Any
 
 from rich.console import Console
 
-from agentport.cli.client import ApiError, Client, message_in
+from agentport.cli.client import Client, message_in
 from agentport.cli.console import print_error
+from agentport.errors import ApiError
 
 MESSAGES_PATH = "/v1/messages"
 ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}

@@ -15,29 +15,11 @@ from typing import Any
 import httpx
 
 from agentport.config import Settings
-from agentport.errors import AgentportError
+from agentport.errors import ApiError, ServerNotRunningError
 
 DEFAULT_TIMEOUT = 10.0
 # Prefill of a long prompt can take minutes; the server pings meanwhile.
 STREAM_TIMEOUT = httpx.Timeout(10.0, read=600.0)
-
-
-class ServerNotRunningError(AgentportError):
-    """Nothing answers at the server's address."""
-
-    kind = "unavailable"
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__(
-            f"agentport server is not running at {base_url}; start it with `agentport serve`"
-        )
-        self.base_url = base_url
-
-
-class ApiError(AgentportError):
-    """The server answered with an error (an error status or an `error` stream event)."""
-
-    kind = "api"
 
 
 class Client:

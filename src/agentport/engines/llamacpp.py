@@ -39,6 +39,7 @@ class EngineOptions:
     batch_size: int = 512
     flash_attention: bool = True
     available_memory: int = 0  # bytes; 0: probe the machine
+    metadata_cache: Path | None = None  # where parsed GGUF headers are remembered
 
 
 class _Cancelled(Exception):
@@ -62,7 +63,7 @@ class LlamaCppEngine:
         import llama_cpp
 
         self._lib = llama_cpp
-        shape = read_shape(path)
+        shape = read_shape(path, options.metadata_cache)
         memory = options.available_memory or available_memory()
         plan = plan_context(shape, options.n_ctx, memory)
         threads = options.threads or default_threads()
@@ -79,13 +80,6 @@ class LlamaCppEngine:
         self._eog_tokens: list[int] | None = None
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self.info = self._describe(shape, plan, threads)
-        log.info(
-            "loaded %s: context %d%s, %d threads",
-            path.name,
-            self._n_ctx,
-            f" ({plan.rope_scaling})" if plan.rope_scaling else "",
-            threads,
-        )
 
     def _load(
         self, path: Path, plan: ContextPlan, options: EngineOptions, threads: int, train: int

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from agentport.config import Settings, process_environment
-from agentport.errors import AgentportError
+from agentport.errors import LaunchError
 
 DEFAULT_TOKEN = "agentport"
 PROBE_TIMEOUT = 1.0
@@ -33,12 +33,6 @@ MODEL_VARIABLES = (
     "ANTHROPIC_DEFAULT_HAIKU_MODEL",
     "CLAUDE_CODE_SUBAGENT_MODEL",
 )
-
-
-class LaunchError(AgentportError):
-    """An agent could not be launched: its program is missing or the server did not start."""
-
-    kind = "launch"
 
 
 def claude_environment(settings: Settings, model: str | None = None) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,23 @@ FILE_TYPES = {
 }
 
 
-def read_shape(path: Path) -> ModelShape:
+def read_shape(path: Path, cache_dir: Path | None = None) -> ModelShape:
+    """The model's shape; with `cache_dir`, remembered per file (parsing a GGUF's vocabulary
+    takes seconds, and blobs are content-addressed so the key never goes stale)."""
+    cached = cache_dir / f"{path.name}-{path.stat().st_size}.json" if cache_dir else None
+    if cached and cached.is_file():
+        try:
+            return ModelShape(**json.loads(cached.read_text()))
+        except (ValueError, TypeError):
+            cached.unlink(missing_ok=True)
+    shape = _read_gguf(path)
+    if cached:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(asdict(shape)))
+    return shape
+
+
+def _read_gguf(path: Path) -> ModelShape:
     try:
         from gguf import GGUFReader
 

@@ -132,7 +132,21 @@ class Consumer:
         self.timings.eval = finished.seconds
         self.timings.total = time.perf_counter() - self.started
         reason, sequence = self._reason(finished)
+        self._log(reason)
         return Done(reason, self.usage, self.timings, sequence)
+
+    def _log(self, reason: FinishReason) -> None:
+        usage, timings = self.usage, self.timings
+        rate = usage.output_tokens / timings.eval if timings.eval > 0 else 0.0
+        log.info(
+            "prompt %d tokens (%d cached) in %.2fs; %d tokens at %.1f/s; %s",
+            usage.input_tokens,
+            usage.cached_tokens,
+            timings.prompt_eval,
+            usage.output_tokens,
+            rate,
+            reason.value,
+        )
 
     def _reason(self, finished: Finished) -> tuple[FinishReason, str | None]:
         matched = self.stops.matched

@@ -44,6 +44,7 @@ def llamacpp_factory(path: Path, settings: Settings) -> Engine:
         threads=settings.threads,
         batch_size=settings.batch_size,
         flash_attention=settings.flash_attention,
+        metadata_cache=settings.home / "cache" / "gguf",
     )
     return LlamaCppEngine(path, options)
 
@@ -147,6 +148,15 @@ class Runtime:
             keep_alive=self.default_keep_alive,
         )
         self._touch(loaded)
+        scaling = f" ({info.rope_scaling})" if info.rope_scaling else ""
+        log.info(
+            "loaded %s in %.1fs: context %d%s, %d threads",
+            key,
+            loaded.load_seconds,
+            info.n_ctx,
+            scaling,
+            info.threads,
+        )
         return loaded
 
     async def unload(self, name: str) -> None:
