@@ -285,6 +285,16 @@ def _frame(event: str, data: dict[str, Any]) -> str:
 
 
 PING_FRAME = 'event: ping\ndata: {"type": "ping"}\n\n'
+# The most frequent frame, formatted without building a dict per token.
+TEXT_DELTA_FRAME = (
+    "event: content_block_delta\n"
+    'data: {"type": "content_block_delta", "index": %d, '
+    '"delta": {"type": "text_delta", "text": %s}}\n\n'
+)
+
+
+def _json(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
 
 
 class StreamEncoder:
@@ -318,7 +328,8 @@ class StreamEncoder:
         if isinstance(event, Ping):
             return PING_FRAME
         if isinstance(event, TextDelta):
-            return self._open("text") + self._delta({"type": "text_delta", "text": event.text})
+            opened = self._open("text") if self.block_kind != "text" else ""
+            return opened + TEXT_DELTA_FRAME % (self.block_index, _json(event.text))
         if isinstance(event, ThinkingDelta):
             delta = {"type": "thinking_delta", "thinking": event.text}
             return self._open("thinking") + self._delta(delta)

@@ -197,6 +197,7 @@ class LlamaCppEngine:
             lib.llama_vocab_is_eog,
             lib.llama_token_to_piece,
         )
+        string_at = ctypes.string_at
         batch = self._token_batch
         batch.n_tokens, batch.n_seq_id[0], batch.seq_id[0][0], batch.logits[0] = 1, 1, SEQ, 1
         utf8 = codecs.getincrementaldecoder("utf-8")("replace")
@@ -212,7 +213,7 @@ class LlamaCppEngine:
                     break
                 produced += 1
                 size = to_piece(vocab, token, piece, PIECE_BYTES, 0, True)
-                text = utf8.decode(piece.raw[:size]) if size > 0 else ""
+                text = utf8.decode(string_at(piece, size)) if size > 0 else ""
                 if text:
                     yield text
                 if cancel.is_set():

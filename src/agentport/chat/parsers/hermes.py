@@ -85,6 +85,10 @@ class Parser:
                 return False
             if any(start.startswith(head) for start in BARE_STARTS):
                 return False  # empty, or may still become a bare call
+        if "<" not in self.buffer:  # the common case: plain text, nothing to hold back
+            text, self.buffer = self.buffer, ""
+            self._emit_text(text, events)
+            return False
         index, marker = find_first(self.buffer, TEXT_MARKERS)
         if index != -1:
             self._emit_text(self.buffer[:index], events)
