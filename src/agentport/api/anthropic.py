@@ -12,9 +12,9 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from agentport.api.common import validate
+from agentport.api.common import Lenient, validate
 from agentport.core import (
     ChatRequest,
     ContentPart,
@@ -45,33 +45,29 @@ from agentport.errors import AgentportError, InvalidRequestError
 # --- wire models ---------------------------------------------------------------------------
 
 
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class WireTool(_Lenient):
+class WireTool(Lenient):
     name: str = Field(min_length=1, max_length=256)
     description: str = ""
     input_schema: dict[str, Any] | None = None
     type: str | None = None
 
 
-class WireMessage(_Lenient):
+class WireMessage(Lenient):
     role: Literal["user", "assistant", "system"]
     content: str | list[dict[str, Any]]
 
 
-class WireThinking(_Lenient):
+class WireThinking(Lenient):
     type: Literal["enabled", "disabled", "adaptive"]
     budget_tokens: int | None = None
 
 
-class WireToolChoice(_Lenient):
+class WireToolChoice(Lenient):
     type: Literal["auto", "any", "tool", "none"]
     name: str | None = None
 
 
-class CountTokensRequest(_Lenient):
+class CountTokensRequest(Lenient):
     model: str = Field(min_length=1)
     messages: list[WireMessage]
     system: str | list[dict[str, Any]] | None = None

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agentport.errors import InvalidRequestError
+
+
+class Lenient(BaseModel):
+    """A wire model that keeps fields it does not know: clients send newer fields all the time."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 def validate(model: type[BaseModel], body: object) -> BaseModel:

@@ -33,6 +33,16 @@ def tool_call_grammar(tools: list[ToolSpec], only: str | None = None) -> str | N
         return None
 
 
+def json_grammar(schema: dict[str, Any] | None) -> str:
+    """Any JSON object, or JSON valid against `schema` (relaxed to any object if unsupported)."""
+    if schema:
+        try:
+            return _convert(schema)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("response schema not convertible to a grammar (%s); relaxing it", exc)
+    return _convert(ANY_OBJECT)
+
+
 def _call_schema(tool: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
@@ -41,7 +51,13 @@ def _call_schema(tool: ToolSpec, arguments: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The converter lets raw control characters into strings, which JSON parsers refuse.
+LOOSE_CHAR = 'char ::= [^"\\\\] |'
+STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
 def _convert(schema: dict[str, Any]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return json_schema_to_gbnf(json.dumps(schema), prop_order=["name", "arguments"])
+    grammar = json_schema_to_gbnf(json.dumps(schema), prop_order=["name", "arguments"])
+    return grammar.replace(LOOSE_CHAR, STRICT_CHAR)

@@ -93,6 +93,13 @@ class SamplingParams:
 
 
 @dataclass(slots=True)
+class OutputFormat:
+    """Constrain the answer: any JSON object (`schema` None) or JSON valid against `schema`."""
+
+    schema: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
 class ChatRequest:
     model: str
     messages: list[Message]
@@ -102,3 +109,16 @@ class ChatRequest:
     thinking: bool | None = None  # None: the model's default
     stream: bool = False
     session_id: str | None = None  # a cache-affinity key, e.g. Claude Code's session header
+    output_format: OutputFormat | None = None
+    prompt: str | None = None  # raw prompt text, used as is instead of rendering `messages`
+    suffix: str | None = None  # text after the cursor, for fill-in-the-middle
+    keep_alive: str | float | None = None  # as the client sent it; None: the default
+
+
+@dataclass(slots=True)
+class EmbedRequest:
+    model: str
+    inputs: list[str]
+    normalize: bool = True
+    truncate: bool = True
+    keep_alive: str | float | None = None

@@ -29,6 +29,7 @@ class EngineInfo:
     parameter_count: int = 0
     threads: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
+    fim_tokens: tuple[str, str, str] | None = None  # prefix, suffix, middle markers
 
 
 @dataclass(slots=True)
@@ -56,5 +57,9 @@ class Engine(Protocol):
     def generate(
         self, tokens: list[int], params: SamplingParams, cancel: threading.Event
     ) -> Iterator[Generated]: ...
+
+    def embed(self, texts: list[str], normalize: bool, truncate: bool) -> tuple[list, int]:
+        """(one vector per text, tokens read); runs in the worker thread."""
+        ...
 
     def close(self) -> None: ...

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from agentport.core import SamplingParams
 from agentport.engines.base import EngineInfo, Finished, Generated, Prefilled
+from agentport.engines.llamacpp_grammar import GrammarGate
 from agentport.errors import EngineError, InvalidRequestError, ModelLoadError
 from agentport.planner.context import ContextPlan, plan_context
 from agentport.planner.gguf_meta import read_shape
@@ -78,6 +79,9 @@ class LlamaCppEngine:
         self._piece = ctypes.create_string_buffer(PIECE_BYTES)
         self._cached: list[int] = []
         self._eog_tokens: list[int] | None = None
+        self._path, self._options, self._threads = path, options, threads
+        self._n_ctx_train = shape.n_ctx_train
+        self._embedder = None
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self.info = self._describe(shape, plan, threads)
 
@@ -122,7 +126,20 @@ class LlamaCppEngine:
             parameter_count=shape.parameter_count,
             threads=threads,
             metadata=meta,
+            fim_tokens=self._fim_tokens(),
         )
+
+    def _fim_tokens(self) -> tuple[str, str, str] | None:
+        lib, vocab = self._lib, self._vocab
+        ids = (
+            lib.llama_vocab_fim_pre(vocab),
+            lib.llama_vocab_fim_suf(vocab),
+            lib.llama_vocab_fim_mid(vocab),
+        )
+        if min(ids) < 0:
+            return None
+        pre, suf, mid = (self._token_text(t) for t in ids)
+        return pre, suf, mid
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -203,11 +220,14 @@ class LlamaCppEngine:
         utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         budget = min(params.max_tokens or self._n_ctx, self._n_ctx - pos)
         chain = self._sampler(params)
+        gate = GrammarGate(lib, ctx, vocab, params.grammar) if params.grammar else None
         produced, reason = 0, "length"
         started = time.perf_counter()
         try:
             while produced < budget:
                 token = sample(chain, ctx, -1)
+                if gate is not None:
+                    token = gate.choose(chain, token)
                 if is_eog(vocab, token):
                     reason = "stop"
                     break
@@ -227,6 +247,8 @@ class LlamaCppEngine:
                 pos += 1
         finally:
             lib.llama_sampler_free(chain)
+            if gate is not None:
+                gate.free()
         tail = utf8.decode(b"", final=True)
         if tail:
             yield tail
@@ -241,8 +263,6 @@ class LlamaCppEngine:
         def add(sampler) -> None:
             lib.llama_sampler_chain_add(chain, sampler)
 
-        if params.grammar:
-            add(self._grammar(params.grammar))
         if params.ignore_eos:
             add(self._eog_bias())
         if params.repeat_penalty != 1.0:
@@ -258,12 +278,6 @@ class LlamaCppEngine:
         seed = DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
         add(lib.llama_sampler_init_dist(seed))
         return chain
-
-    def _grammar(self, grammar: str):
-        sampler = self._lib.llama_sampler_init_grammar(self._vocab, grammar.encode(), b"root")
-        if not sampler:
-            raise InvalidRequestError("the output grammar could not be compiled")
-        return sampler
 
     def _penalties(self, params: SamplingParams):
         lib = self._lib
@@ -285,9 +299,47 @@ class LlamaCppEngine:
         n_vocab = lib.llama_vocab_n_tokens(self._vocab)
         return lib.llama_sampler_init_logit_bias(n_vocab, len(self._eog_tokens), biases)
 
+    # --- embeddings --------------------------------------------------------------------------
+
+    def embed(self, texts: list[str], normalize: bool, truncate: bool) -> tuple[list, int]:
+        """Mean-pooled embeddings from a second context on the same (memory-mapped) weights."""
+        embedder = self._embedding_context()
+        n_ctx = embedder.n_ctx()
+        counts = [len(embedder.tokenize(t.encode("utf-8"), add_bos=True)) for t in texts]
+        if not truncate and max(counts, default=0) > n_ctx:
+            raise InvalidRequestError(
+                f"input of {max(counts)} tokens exceeds the context of {n_ctx}", "input"
+            )
+        try:
+            vectors = embedder.embed(texts, normalize=normalize, truncate=truncate)
+        except (RuntimeError, ValueError) as exc:
+            raise InvalidRequestError(f"this model cannot produce embeddings: {exc}") from exc
+        return vectors, sum(min(c, n_ctx) for c in counts)
+
+    def _embedding_context(self):
+        if self._embedder is None:
+            n_ctx = min(self._n_ctx_train or 8192, 8192)
+            try:
+                self._embedder = self._lib.Llama(
+                    model_path=str(self._path),
+                    n_ctx=n_ctx,
+                    n_batch=n_ctx,
+                    n_ubatch=n_ctx,
+                    n_threads=self._threads,
+                    n_threads_batch=self._threads,
+                    embedding=True,
+                    pooling_type=self._lib.LLAMA_POOLING_TYPE_MEAN,
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise InvalidRequestError(f"this model cannot produce embeddings: {exc}") from exc
+        return self._embedder
+
     # --- lifetime ----------------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._embedder is not None:
+            self._embedder.close()
         self._lib.llama_batch_free(self._prompt_batch)
         self._lib.llama_batch_free(self._token_batch)
         self._llama.close()

@@ -50,10 +50,11 @@ def pump(
         if loop.is_closed():
             return
         raise
-    except Exception as exc:  # noqa: BLE001 - travels to the consumer as a value
-        error = exc if isinstance(exc, AgentportError) else EngineError(f"engine failed: {exc}")
-        log.exception("generation failed") if not isinstance(exc, AgentportError) else None
+    except AgentportError as error:
         loop.call_soon_threadsafe(put, error)
+    except Exception as exc:  # noqa: BLE001 - travels to the consumer as a value
+        log.exception("generation failed")
+        loop.call_soon_threadsafe(put, EngineError(f"engine failed: {exc}"))
 
 
 @dataclass

@@ -16,15 +16,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentport.chat.grammar import tool_call_grammar
+from agentport.chat.grammar import json_grammar, tool_call_grammar
 from agentport.chat.parsers import family_for, parser_for
 from agentport.chat.render import RenderedPrompt, render
 from agentport.chat.stream_text import StopMatcher
 from agentport.chat.template import ChatTemplate
 from agentport.config import Settings
-from agentport.core import ChatRequest, Ping, PromptStart, StreamEvent
+from agentport.core import (
+    ChatRequest,
+    EmbedRequest,
+    ErrorEvent,
+    Ping,
+    PromptStart,
+    StreamEvent,
+)
 from agentport.engines.base import Engine
-from agentport.errors import OverloadedError, PromptTooLongError
+from agentport.errors import InvalidRequestError, OverloadedError, PromptTooLongError
 from agentport.runtime.durations import parse_keep_alive
 from agentport.runtime.generation import Consumer, pump
 from agentport.store.embedded import register_embedded
@@ -58,14 +65,24 @@ class LoadedModel:
     family: str
     executor: ThreadPoolExecutor
     load_seconds: float
+    loaded_at: float = field(default_factory=time.perf_counter)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waiting: int = 0
     expires_at: float | None = None  # monotonic deadline; None: never
     keep_alive: float | None = None
+    closed: bool = False
 
     @property
     def busy(self) -> bool:
         return self.lock.locked() or self.waiting > 0
+
+
+def fill_in_the_middle(loaded: LoadedModel, prefix: str, suffix: str) -> str:
+    markers = loaded.engine.info.fim_tokens
+    if markers is None:
+        raise InvalidRequestError(f"model '{loaded.name}' does not support suffix", "suffix")
+    pre, suf, mid = markers
+    return f"{pre}{prefix}{suf}{suffix}{mid}"
 
 
 @dataclass
@@ -74,6 +91,7 @@ class Prepared:
     model: LoadedModel
     prompt: RenderedPrompt
     tokens: list[int]
+    load_seconds: float = 0.0  # spent loading the model for this request
 
 
 class Runtime:
@@ -160,13 +178,22 @@ class Runtime:
         return loaded
 
     async def unload(self, name: str) -> None:
+        """Unload after the running request, if any; new requests load the model afresh."""
         loaded = self.models.pop(name, None)
         if loaded is None:
             return
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(loaded.executor, loaded.engine.close)
+        async with loaded.lock:
+            loaded.closed = True
+            await loop.run_in_executor(loaded.executor, loaded.engine.close)
         loaded.executor.shutdown(wait=False)
         log.info("unloaded %s", name)
+
+    def keep(self, loaded: LoadedModel, keep_alive: str | float | None) -> None:
+        """Apply a client's keep_alive (None: leave the model's current one) and restart it."""
+        if keep_alive is not None:
+            loaded.keep_alive = parse_keep_alive(keep_alive)
+        self._touch(loaded)
 
     def _touch(self, loaded: LoadedModel) -> None:
         keep = loaded.keep_alive
@@ -183,23 +210,58 @@ class Runtime:
     # --- requests ----------------------------------------------------------------------------
 
     async def prepare(self, request: ChatRequest, check_length: bool = True) -> Prepared:
+        started = time.perf_counter()
         loaded = await self.model(request.model)
-        request.sampling.grammar = self._forced_call_grammar(request)
-        named = request.sampling.grammar is None
-        prompt = render(request, loaded.template, loaded.name, name_in_prefix=named)
+        load_seconds = loaded.load_seconds if loaded.loaded_at >= started else 0.0
+        if request.keep_alive is not None:
+            loaded.keep_alive = parse_keep_alive(request.keep_alive)
+        prompt = self._prompt(request, loaded)
         tokens = await asyncio.to_thread(loaded.engine.tokenize, prompt.text)
         n_ctx = loaded.engine.info.n_ctx
+        if not tokens:
+            raise InvalidRequestError("the prompt is empty", "prompt")
         if check_length and len(tokens) >= n_ctx:
             raise PromptTooLongError(len(tokens), n_ctx)
         if check_length and loaded.waiting >= self.settings.max_queue:
             raise OverloadedError(f"model '{loaded.name}' is busy; try again shortly")
-        return Prepared(request, loaded, prompt, tokens)
+        return Prepared(request, loaded, prompt, tokens, load_seconds)
+
+    def _prompt(self, request: ChatRequest, loaded: LoadedModel) -> RenderedPrompt:
+        if request.output_format is not None:
+            request.sampling.grammar = json_grammar(request.output_format.schema)
+        else:
+            request.sampling.grammar = self._forced_call_grammar(request)
+        if request.prompt is None:
+            named = request.sampling.grammar is None
+            return render(request, loaded.template, loaded.name, name_in_prefix=named)
+        if request.suffix is None:
+            return RenderedPrompt(text=request.prompt)
+        return RenderedPrompt(text=fill_in_the_middle(loaded, request.prompt, request.suffix))
 
     def _forced_call_grammar(self, request: ChatRequest) -> str | None:
         choice = request.tool_choice
         if not request.tools or choice.mode not in ("any", "tool"):
             return None
         return tool_call_grammar(request.tools, choice.name if choice.mode == "tool" else None)
+
+    async def embed(self, request: EmbedRequest) -> tuple[list[list[float]], int]:
+        """(vectors, input tokens), on the model's worker thread after any running request."""
+        loaded = await self.model(request.model)
+        if request.keep_alive is not None:
+            loaded.keep_alive = parse_keep_alive(request.keep_alive)
+        async with loaded.lock:
+            if loaded.closed:
+                raise OverloadedError(f"model '{loaded.name}' was unloaded meanwhile; try again")
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(
+                loaded.executor,
+                loaded.engine.embed,
+                request.inputs,
+                request.normalize,
+                request.truncate,
+            )
+        self._touch(loaded)
+        return result
 
     async def count_tokens(self, request: ChatRequest) -> int:
         prepared = await self.prepare(request, check_length=False)
@@ -212,10 +274,15 @@ class Runtime:
         queued = time.perf_counter()
         async for ping in self._acquire(loaded):
             yield [ping]
+        if loaded.closed:
+            loaded.lock.release()
+            unloaded = OverloadedError(f"model '{loaded.name}' was unloaded meanwhile; try again")
+            yield [ErrorEvent(unloaded)]
+            return
         try:
             consumer = self._consumer(prepared)
             consumer.timings.queue = time.perf_counter() - queued
-            consumer.timings.load = loaded.load_seconds
+            consumer.timings.load = prepared.load_seconds
             queue: asyncio.Queue = asyncio.Queue()
             loop = asyncio.get_running_loop()
             work = loop.run_in_executor(

@@ -15,7 +15,7 @@ from agentport import __version__
 from agentport.config import Settings
 from agentport.errors import AgentportError, InvalidRequestError, NotFoundError
 from agentport.runtime import Runtime
-from agentport.server import routes_anthropic, routes_ollama
+from agentport.server import routes_anthropic, routes_ollama, routes_openai, routes_responses
 from agentport.server.errors import (
     dialect_of,
     error_response,
@@ -54,6 +54,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_exception_handler(Exception, handle_unexpected)
     app.include_router(routes_anthropic.router)
     app.include_router(routes_ollama.router)
+    app.include_router(routes_openai.router)
+    app.include_router(routes_responses.router)
     _add_misc_routes(app)
     return app
 
@@ -69,22 +71,6 @@ def _add_misc_routes(app: FastAPI) -> None:
     @app.api_route("/", methods=["GET", "HEAD"])
     async def root() -> PlainTextResponse:
         return PlainTextResponse("agentport is running")
-
-    @app.get("/v1/models")
-    async def models(request: Request) -> JSONResponse:
-        if "anthropic-version" in request.headers:
-            return routes_anthropic.anthropic_models(request)
-        entries = request.app.state.runtime.store.list()
-        data = [
-            {
-                "id": e.name.display,
-                "object": "model",
-                "created": int(e.modified),
-                "owned_by": "agentport",
-            }
-            for e in entries
-        ]
-        return JSONResponse({"object": "list", "data": data})
 
     @app.post("/api/event_logging/batch")
     async def telemetry() -> Response:

@@ -7,12 +7,13 @@ import logging
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from agentport.api import anthropic
+from agentport.api import anthropic, openai
 from agentport.errors import AgentportError, InternalError, OverloadedError
 
 log = logging.getLogger("agentport.server")
 
-OLLAMA_STATUS = {
+# OpenAI and Ollama statuses (Anthropic has its own, with 529 for overloaded).
+HTTP_STATUS = {
     "invalid_request": 400,
     "authentication": 401,
     "permission": 403,
@@ -22,16 +23,6 @@ OLLAMA_STATUS = {
     "overloaded": 503,
     "cancelled": 499,
     "internal": 500,
-}
-OPENAI_TYPES = {
-    "invalid_request": "invalid_request_error",
-    "authentication": "authentication_error",
-    "permission": "permission_error",
-    "not_found": "not_found_error",
-    "request_too_large": "invalid_request_error",
-    "rate_limit": "rate_limit_error",
-    "overloaded": "server_error",
-    "internal": "server_error",
 }
 
 
@@ -47,12 +38,9 @@ def dialect_of(path: str) -> str:
 
 def error_response(error: AgentportError, dialect: str) -> JSONResponse:
     if dialect == "ollama":
-        status, body = OLLAMA_STATUS.get(error.kind, 500), {"error": error.message}
+        status, body = HTTP_STATUS.get(error.kind, 500), {"error": error.message}
     elif dialect == "openai":
-        status = OLLAMA_STATUS.get(error.kind, 500)
-        kind = OPENAI_TYPES.get(error.kind, "server_error")
-        param = getattr(error, "param", None)
-        body = {"error": {"message": error.message, "type": kind, "param": param, "code": None}}
+        status, body = HTTP_STATUS.get(error.kind, 500), openai.error_body(error)
     else:
         status, body = anthropic.error_body(error)
     headers = {}

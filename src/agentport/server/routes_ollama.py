@@ -1,23 +1,115 @@
-"""Ollama routes for listing and inspecting models: /api/tags, /api/ps, /api/version,
-/api/show."""
+"""Ollama routes (`/api/*`): chat, generate, embeddings, and listing, inspecting, copying and
+deleting models. Each handler is decode, dispatch to the runtime, encode."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+from typing import Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from agentport.api import ollama
-from agentport.errors import InvalidRequestError
+from agentport.core import ChatRequest
+from agentport.planner.gguf_meta import format_params
 from agentport.runtime import LoadedModel, Runtime
+from agentport.runtime.durations import parse_keep_alive
 from agentport.server.body import read_json
+from agentport.server.streaming import collect, ndjson_response
+from agentport.store.models import ModelEntry, ModelStore
+from agentport.store.names import parse_name
 
 router = APIRouter()
+
+LICENSE_MEDIA_TYPE = "application/vnd.ollama.image.license"
+SYSTEM_MEDIA_TYPE = "application/vnd.ollama.image.system"
+PARAMS_MEDIA_TYPE = "application/vnd.ollama.image.params"
 
 
 def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
+
+
+# --- generation ------------------------------------------------------------------------------
+
+
+@router.post("/api/chat")
+async def chat(request: Request) -> Response:
+    body = ollama.decode_chat(await read_json(request))
+    return await _generate(_runtime(request), body, "chat")
+
+
+@router.post("/api/generate")
+async def generate(request: Request) -> Response:
+    body = ollama.decode_generate(await read_json(request))
+    return await _generate(_runtime(request), body, "generate")
+
+
+async def _generate(
+    runtime: Runtime, chat: ChatRequest, endpoint: Literal["chat", "generate"]
+) -> Response:
+    if ollama.is_load_only(chat):
+        return await _load_or_unload(runtime, chat, endpoint)
+    prepared = await runtime.prepare(chat)
+    batches = runtime.generate(prepared)
+    if chat.stream:
+        encoder_type = (
+            ollama.ChatStreamEncoder if endpoint == "chat" else ollama.GenerateStreamEncoder
+        )
+        return ndjson_response(batches, encoder_type(chat.model).encode_batch)
+    builder_type = ollama.ChatBuilder if endpoint == "chat" else ollama.GenerateBuilder
+    builder = builder_type(chat.model)
+    done = await collect(batches, builder.add)
+    return JSONResponse(builder.build(done))
+
+
+async def _load_or_unload(
+    runtime: Runtime, chat: ChatRequest, endpoint: Literal["chat", "generate"]
+) -> JSONResponse:
+    """Nothing to generate: load the model, or unload it when `keep_alive` is 0 (as Ollama)."""
+    keep = None if chat.keep_alive is None else parse_keep_alive(chat.keep_alive)
+    entry = runtime.find(chat.model)
+    if keep == 0:
+        await runtime.unload(entry.name.display)
+        return JSONResponse(ollama.load_response(chat.model, endpoint, "unload"))
+    loaded = await runtime.model(chat.model)
+    runtime.keep(loaded, chat.keep_alive)
+    return JSONResponse(ollama.load_response(chat.model, endpoint, "load"))
+
+
+# --- embeddings ------------------------------------------------------------------------------
+
+
+@router.post("/api/embed")
+async def embed(request: Request) -> JSONResponse:
+    embed_request, dimensions = ollama.decode_embed(await read_json(request))
+    runtime = _runtime(request)
+    started = time.perf_counter()
+    await runtime.model(embed_request.model)
+    load = time.perf_counter() - started
+    vectors: list[list[float]] = []
+    tokens = 0
+    if embed_request.inputs:
+        vectors, tokens = await runtime.embed(embed_request)
+    vectors = [ollama.shorten(list(v), dimensions) for v in vectors]
+    total = time.perf_counter() - started
+    return JSONResponse(ollama.embed_response(embed_request.model, vectors, tokens, total, load))
+
+
+@router.post("/api/embeddings")
+async def embeddings(request: Request) -> JSONResponse:
+    embed_request = ollama.decode_embeddings(await read_json(request))
+    runtime = _runtime(request)
+    if not embed_request.inputs:
+        await runtime.model(embed_request.model)
+        return JSONResponse({"embedding": []})
+    vectors, _ = await runtime.embed(embed_request)
+    return JSONResponse({"embedding": list(vectors[0])})
+
+
+# --- models ----------------------------------------------------------------------------------
 
 
 @router.get("/api/version")
@@ -27,58 +119,99 @@ async def version() -> JSONResponse:
 
 @router.get("/api/tags")
 async def tags(request: Request) -> JSONResponse:
-    return JSONResponse(ollama.tags_response(_runtime(request).store.list()))
+    entries = await asyncio.to_thread(_runtime(request).store.list)
+    return JSONResponse(ollama.tags_response(entries))
 
 
-def _expires_unix(loaded: LoadedModel) -> float | None:
+def _expires_in(loaded: LoadedModel) -> float | None:
     if loaded.expires_at is None:
         return None
-    return time.time() + (loaded.expires_at - time.monotonic())
+    return loaded.expires_at - time.monotonic()
 
 
 @router.get("/api/ps")
 async def ps(request: Request) -> JSONResponse:
     rows = []
-    for loaded in _runtime(request).models.values():
+    for loaded in list(_runtime(request).models.values()):
         info = loaded.engine.info
         rows.append(
             ollama.running_model(
                 loaded.entry,
                 size=info.file_size,
-                expires_at=_expires_unix(loaded),
+                expires_in=_expires_in(loaded),
                 context_length=info.n_ctx,
                 rope_scaling=info.rope_scaling,
+                extra_details=_engine_details(info.parameter_count, info.quantization),
             )
         )
     return JSONResponse({"models": rows})
 
 
+def _engine_details(parameter_count: int, quantization: str) -> dict[str, str]:
+    size = format_params(parameter_count) if parameter_count else ""
+    return {"parameter_size": size, "quantization_level": quantization}
+
+
 @router.post("/api/show")
 async def show(request: Request) -> JSONResponse:
-    body = await read_json(request)
-    name = body.get("model") or body.get("name") if isinstance(body, dict) else None
-    if not isinstance(name, str) or not name:
-        raise InvalidRequestError("model is required", "model")
+    name = ollama.model_name(await read_json(request))
     runtime = _runtime(request)
     entry = runtime.find(name)
     loaded = await runtime.model(name)
+    layers = await asyncio.to_thread(_text_layers, runtime.store, entry)
+    return JSONResponse(ollama.show_response(entry, _facts(loaded, layers)))
+
+
+def _facts(loaded: LoadedModel, layers: dict[str, str]) -> ollama.ModelFacts:
     info = loaded.engine.info
-    arch = info.architecture
-    model_info = {
-        "general.architecture": arch,
-        "general.parameter_count": info.parameter_count,
-        f"{arch}.context_length": info.n_ctx_train,
-        "agentport.context_length": info.n_ctx,
-        "agentport.rope_scaling": info.rope_scaling,
-    }
-    return JSONResponse(
-        {
-            "modelfile": f"FROM {entry.name.display}\n",
-            "parameters": "",
-            "template": loaded.template.source,
-            "details": ollama.details(entry),
-            "model_info": model_info,
-            "capabilities": ["completion", "tools"],
-            "modified_at": ollama.iso_time(entry.modified),
-        }
+    try:
+        parameters = json.loads(layers.get(PARAMS_MEDIA_TYPE) or "{}")
+    except ValueError:
+        parameters = {}
+    return ollama.ModelFacts(
+        template=loaded.template.source,
+        architecture=info.architecture,
+        parameter_count=info.parameter_count,
+        parameter_size=_engine_details(info.parameter_count, "")["parameter_size"],
+        quantization=info.quantization,
+        n_ctx_train=info.n_ctx_train,
+        n_ctx=info.n_ctx,
+        rope_scaling=info.rope_scaling,
+        fill_in_the_middle=info.fim_tokens is not None,
+        license=layers.get(LICENSE_MEDIA_TYPE, ""),
+        system=layers.get(SYSTEM_MEDIA_TYPE, ""),
+        parameters=parameters if isinstance(parameters, dict) else {},
     )
+
+
+def _text_layers(store: ModelStore, entry: ModelEntry) -> dict[str, str]:
+    """The manifest's small text layers (license, system, params), by media type; several
+    license layers are joined."""
+    out: dict[str, str] = {}
+    try:
+        manifest = json.loads(store.manifest_path(entry.name).read_bytes())
+        for layer in manifest.get("layers", []):
+            kind = layer.get("mediaType")
+            if kind in (LICENSE_MEDIA_TYPE, SYSTEM_MEDIA_TYPE, PARAMS_MEDIA_TYPE):
+                text = store.blob_path(layer["digest"]).read_text(errors="replace")
+                out[kind] = f"{out[kind]}\n\n{text}" if kind in out else text
+    except (OSError, ValueError, KeyError, AttributeError):
+        return out
+    return out
+
+
+@router.post("/api/copy")
+async def copy(request: Request) -> Response:
+    source, destination = ollama.decode_copy(await read_json(request))
+    store = _runtime(request).store
+    await asyncio.to_thread(store.copy, source, destination)
+    return Response(status_code=200)
+
+
+@router.delete("/api/delete")
+async def delete(request: Request) -> Response:
+    name = ollama.model_name(await read_json(request))
+    runtime = _runtime(request)
+    await runtime.unload(parse_name(name).display)
+    await asyncio.to_thread(runtime.store.delete, name)
+    return Response(status_code=200)

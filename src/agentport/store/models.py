@@ -111,6 +111,54 @@ class ModelStore:
         }
         atomic_write(self.manifest_path(name), json.dumps(manifest, indent=2).encode())
 
+    def copy(self, source: str, destination: str) -> ModelName:
+        """Give a model a second name: a new manifest pointing at the same blobs."""
+        entry = self.get(source)
+        target = parse_name(destination)
+        raw = self.manifest_path(entry.name).read_bytes()
+        atomic_write(self.manifest_path(target), raw)
+        return target
+
+    def delete(self, text: str) -> list[str]:
+        """Remove a model's manifest, then each of its blobs that no other manifest references;
+        returns the digests of the blobs removed."""
+        name = parse_name(text)
+        path = self.manifest_path(name)
+        if not path.is_file():
+            raise ModelNotFoundError(text, self.names())
+        owned = self._blob_paths(path)
+        path.unlink()
+        self._remove_empty_dirs(path.parent)
+        # Temporary manifests count too: a copy being written may reference these blobs.
+        shared = set()
+        for other in self.manifests.rglob("*"):
+            if other.is_file():
+                shared |= self._blob_paths(other)
+        removed = []
+        for blob in sorted(owned - shared):
+            if blob.exists() or blob.is_symlink():
+                blob.unlink()
+                removed.append("sha256:" + blob.name.removeprefix("sha256-"))
+        return removed
+
+    def _blob_paths(self, manifest_path: Path) -> set[Path]:
+        """The blobs a manifest references (its config and layers); none if it is unreadable."""
+        try:
+            manifest = json.loads(manifest_path.read_bytes())
+            digests = [manifest["config"]["digest"]]
+            digests += [layer["digest"] for layer in manifest["layers"]]
+            return {self.blob_path(str(d)) for d in digests}
+        except (OSError, ValueError, KeyError, TypeError, InvalidRequestError):
+            return set()
+
+    def _remove_empty_dirs(self, folder: Path) -> None:
+        while folder != self.manifests and self.manifests in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
