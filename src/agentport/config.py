@@ -78,6 +78,16 @@ class Settings(BaseSettings):
         3.0, gt=0, description="Seconds between keep-alive pings while a prompt is prefilled."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    registry: str = Field(
+        "https://registry.ollama.ai",
+        description="Base URL of the model registry for names without a host (Ollama's protocol).",
+    )
+    hf_endpoint: str = Field(
+        "https://huggingface.co", description="Hugging Face endpoint for hf.co/... model names."
+    )
+    download_parallel: int = Field(
+        4, ge=1, le=16, description="Blobs downloaded at once during a pull."
+    )
 
     @field_validator("aliases", mode="before")
     @classmethod
@@ -102,6 +112,11 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.models or self.home / "models"
+
+    @property
+    def metadata_cache(self) -> Path:
+        """Where parsed GGUF headers are remembered."""
+        return self.home / "cache" / "gguf"
 
     @property
     def bind(self) -> tuple[str, int]:

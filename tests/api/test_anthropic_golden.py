@@ -272,6 +272,25 @@ def test_decode_claude_code_body():
             "tool_choice.name",
         ),
         ([1, 2], "JSON object"),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"name": "a", "input_schema": {}}],
+                "tool_choice": {"type": "tool", "name": "b"},
+            },
+            "unknown tool",
+        ),
+        (
+            {
+                "model": "m",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+                "tool_choice": {"type": "any"},
+            },
+            "at least one tool",
+        ),
     ],
 )
 def test_bad_bodies_are_invalid_requests(body, message):

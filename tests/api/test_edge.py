@@ -100,3 +100,9 @@ def test_anthropic_statuses(error, status, kind):
         assert response.headers["retry-after"] == "3"
         assert error_response(error, "openai").status_code == 503
         assert error_response(error, "ollama").status_code == 503
+
+
+def test_deeply_nested_body_is_400_not_500():
+    response = client().post("/v1/messages", content=b"[" * 100_000 + b"]" * 100_000)
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"

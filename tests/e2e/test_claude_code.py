@@ -76,6 +76,9 @@ def claude_env(server) -> dict[str, str]:
         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
         CLAUDE_CODE_ATTRIBUTION_HEADER="0",
         DISABLE_AUTOUPDATER="1",
+        # The tiny model at Claude Code's temperature 1 can ramble for thousands of tokens, and
+        # decode 20k tokens deep runs at a few tokens/s on 2 cores: bound each answer.
+        CLAUDE_CODE_MAX_OUTPUT_TOKENS="48",
         HOME=str(server.home / "claude-home"),
     )
     return env
@@ -95,7 +98,7 @@ def test_claude_code_print_mode(server, claude_bin, tmp_path):
             "--model",
             "claude-sonnet-4-5",
             "--max-turns",
-            "4",
+            "8",
         ],
         cwd=tmp_path,
         env=claude_env(server),

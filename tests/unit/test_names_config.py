@@ -19,6 +19,16 @@ from agentport.store.names import parse_name
         ("me/coder:7b", ("registry.ollama.ai", "me", "coder", "7b"), "me/coder:7b"),
         ("localhost:5000/me/m:v1", ("localhost:5000", "me", "m", "v1"), "localhost:5000/me/m:v1"),
         (
+            "hf.co/Qwen/Qwen2.5-Coder-7B-Instruct-GGUF",
+            ("hf.co", "Qwen", "Qwen2.5-Coder-7B-Instruct-GGUF", "q4_k_m"),
+            "hf.co/Qwen/Qwen2.5-Coder-7B-Instruct-GGUF:q4_k_m",
+        ),
+        (
+            "huggingface.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q8_0",
+            ("hf.co", "bartowski", "Llama-3.2-1B-Instruct-GGUF", "q8_0"),
+            "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:q8_0",
+        ),
+        (
             "Qwen2.5-Coder:7B",
             ("registry.ollama.ai", "library", "qwen2.5-coder", "7b"),
             "qwen2.5-coder:7b",
@@ -28,6 +38,13 @@ from agentport.store.names import parse_name
 def test_names(text, parts, display):
     name = parse_name(text)
     assert name.parts == parts and name.display == display
+
+
+def test_digest_pins():
+    digest = "sha256:" + "a" * 64
+    assert parse_name(f"smollm2:135m@{digest}").digest == digest
+    with pytest.raises(InvalidRequestError):
+        parse_name("smollm2@sha256:../../x")
 
 
 @pytest.mark.parametrize(

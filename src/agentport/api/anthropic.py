@@ -118,11 +118,12 @@ def _decode_common(wire: CountTokensRequest) -> ChatRequest:
         messages.append(Message(role=message.role, content=parts))
     if not wire.messages:
         raise InvalidRequestError("messages: at least one message is required", "messages")
+    tools = [_tool(t) for t in wire.tools or [] if _is_client_tool(t)]
     return ChatRequest(
         model=wire.model,
         messages=messages,
-        tools=[_tool(t) for t in wire.tools or [] if _is_client_tool(t)],
-        tool_choice=_tool_choice(wire.tool_choice),
+        tools=tools,
+        tool_choice=_tool_choice(wire.tool_choice, tools),
         thinking=_thinking(wire.thinking),
     )
 
@@ -219,11 +220,17 @@ def _tool(tool: WireTool) -> ToolSpec:
     )
 
 
-def _tool_choice(choice: WireToolChoice | None) -> ToolChoice:
+def _tool_choice(choice: WireToolChoice | None, tools: list[ToolSpec]) -> ToolChoice:
     if choice is None:
         return ToolChoice()
     if choice.type == "tool" and not choice.name:
         raise InvalidRequestError("tool_choice.name: required when type is 'tool'", "tool_choice")
+    if choice.type == "tool" and choice.name not in {t.name for t in tools}:
+        raise InvalidRequestError(
+            f"tool_choice names an unknown tool '{choice.name}'", "tool_choice"
+        )
+    if choice.type == "any" and not tools:
+        raise InvalidRequestError("tool_choice 'any' needs at least one tool", "tool_choice")
     return ToolChoice(mode=choice.type, name=choice.name)
 
 

@@ -41,10 +41,17 @@ class Client:
 
     def get_json(self, path: str) -> Any:
         """GET `path` and decode its JSON body; error answers raise `ApiError`."""
+        return self.request_json("GET", path)
+
+    def request_json(self, method: str, path: str, body: Any = None) -> Any:
+        """A request with an optional JSON body; returns the decoded answer (None if empty),
+        error answers raise `ApiError`."""
         with self._connecting():
-            response = self._http.get(path)
+            response = self._http.request(method, path, json=body)
         if response.is_error:
             raise ApiError(error_message(response.status_code, response.text))
+        if not response.text.strip():
+            return None
         try:
             return response.json()
         except ValueError as exc:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from agentport.config import Settings, env_name
 from agentport.errors import AgentportError
 
 console = Console(highlight=False)
@@ -38,3 +40,13 @@ def reporting() -> Iterator[None]:
         yield
     except AgentportError as exc:
         fail(exc.message)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and `overrides`; an invalid value ends the command."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        fail(f"invalid setting {env_name(field)}: {error['msg']}")

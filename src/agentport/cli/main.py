@@ -11,14 +11,15 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from agentport import __version__
+from agentport.cli import models as model_commands
 from agentport.cli.chat import ChatOptions, chat, run_once
 from agentport.cli.client import Client
-from agentport.cli.console import console, err_console, fail, reporting
+from agentport.cli.console import console, err_console, load_settings, reporting
+from agentport.cli.pull import pull_command
 from agentport.cli.tables import models_table, running_table, settings_table
-from agentport.config import Settings, describe, env_name
+from agentport.config import Settings, describe
 from agentport.errors import AgentportError
 from agentport.launch import claude as claude_launcher
 
@@ -36,16 +37,6 @@ app.add_typer(launch_app, name="launch", no_args_is_help=True)
 def field_help(name: str) -> str:
     """The help text of a command-line option: the description of its Settings field."""
     return Settings.model_fields[name].description or ""
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment and `overrides`; an invalid value ends the command."""
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "settings"
-        fail(f"invalid setting {env_name(field)}: {error['msg']}")
 
 
 @app.command()
@@ -94,6 +85,11 @@ def list_models() -> None:
 
 
 app.command("ls", hidden=True)(list_models)
+app.command("pull")(pull_command)
+app.command("create")(model_commands.create_command)
+app.command("show")(model_commands.show_command)
+app.command("cp")(model_commands.cp_command)
+app.command("rm")(model_commands.rm_command)
 
 
 @app.command()

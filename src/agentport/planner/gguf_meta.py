@@ -73,7 +73,7 @@ def _read_gguf(path: Path) -> ModelShape:
         reader = GGUFReader(str(path), "r")
         fields = {name: _value(field) for name, field in reader.fields.items()}
         n_params = sum(int(t.n_elements) for t in reader.tensors)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, IndexError) as exc:
         raise ModelLoadError(f"cannot read GGUF metadata from {path.name}: {exc}") from exc
     return _shape(fields, path.stat().st_size, n_params)
 

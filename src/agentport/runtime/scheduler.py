@@ -34,6 +34,7 @@ from agentport.engines.base import Engine
 from agentport.errors import InvalidRequestError, OverloadedError, PromptTooLongError
 from agentport.runtime.durations import parse_keep_alive
 from agentport.runtime.generation import Consumer, pump
+from agentport.runtime.model_defaults import ModelDefaults, apply_defaults, load_defaults
 from agentport.store.embedded import register_embedded
 from agentport.store.models import ModelEntry, ModelStore
 
@@ -51,7 +52,7 @@ def llamacpp_factory(path: Path, settings: Settings) -> Engine:
         threads=settings.threads,
         batch_size=settings.batch_size,
         flash_attention=settings.flash_attention,
-        metadata_cache=settings.home / "cache" / "gguf",
+        metadata_cache=settings.metadata_cache,
     )
     return LlamaCppEngine(path, options)
 
@@ -64,6 +65,7 @@ class LoadedModel:
     template: ChatTemplate
     family: str
     executor: ThreadPoolExecutor
+    defaults: ModelDefaults
     load_seconds: float
     loaded_at: float = field(default_factory=time.perf_counter)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -154,7 +156,9 @@ class Runtime:
             executor.shutdown(wait=False)
             raise
         info = engine.info
-        template = ChatTemplate(info.chat_template, info.bos_token, info.eos_token)
+        defaults = await asyncio.to_thread(load_defaults, self.store, entry)
+        source = defaults.template or info.chat_template
+        template = ChatTemplate(source, info.bos_token, info.eos_token)
         loaded = LoadedModel(
             name=key,
             entry=entry,
@@ -162,6 +166,7 @@ class Runtime:
             template=template,
             family=family_for(template.source),
             executor=executor,
+            defaults=defaults,
             load_seconds=time.perf_counter() - started,
             keep_alive=self.default_keep_alive,
         )
@@ -215,6 +220,7 @@ class Runtime:
         load_seconds = loaded.load_seconds if loaded.loaded_at >= started else 0.0
         if request.keep_alive is not None:
             loaded.keep_alive = parse_keep_alive(request.keep_alive)
+        apply_defaults(request, loaded.defaults)
         prompt = self._prompt(request, loaded)
         tokens = await asyncio.to_thread(loaded.engine.tokenize, prompt.text)
         n_ctx = loaded.engine.info.n_ctx

@@ -15,7 +15,14 @@ from agentport import __version__
 from agentport.config import Settings
 from agentport.errors import AgentportError, InvalidRequestError, NotFoundError
 from agentport.runtime import Runtime
-from agentport.server import routes_anthropic, routes_ollama, routes_openai, routes_responses
+from agentport.server import (
+    routes_anthropic,
+    routes_create,
+    routes_ollama,
+    routes_openai,
+    routes_responses,
+    routes_store,
+)
 from agentport.server.errors import (
     dialect_of,
     error_response,
@@ -56,6 +63,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(routes_ollama.router)
     app.include_router(routes_openai.router)
     app.include_router(routes_responses.router)
+    app.include_router(routes_store.router)
+    app.include_router(routes_create.router)
     _add_misc_routes(app)
     return app
 

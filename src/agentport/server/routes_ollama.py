@@ -18,14 +18,11 @@ from agentport.runtime import LoadedModel, Runtime
 from agentport.runtime.durations import parse_keep_alive
 from agentport.server.body import read_json
 from agentport.server.streaming import collect, ndjson_response
-from agentport.store.models import ModelEntry, ModelStore
+from agentport.store import create
+from agentport.store.models import LICENSE_MEDIA_TYPE, PARAMS_MEDIA_TYPE, SYSTEM_MEDIA_TYPE
 from agentport.store.names import parse_name
 
 router = APIRouter()
-
-LICENSE_MEDIA_TYPE = "application/vnd.ollama.image.license"
-SYSTEM_MEDIA_TYPE = "application/vnd.ollama.image.system"
-PARAMS_MEDIA_TYPE = "application/vnd.ollama.image.params"
 
 
 def _runtime(request: Request) -> Runtime:
@@ -158,8 +155,10 @@ async def show(request: Request) -> JSONResponse:
     runtime = _runtime(request)
     entry = runtime.find(name)
     loaded = await runtime.model(name)
-    layers = await asyncio.to_thread(_text_layers, runtime.store, entry)
-    return JSONResponse(ollama.show_response(entry, _facts(loaded, layers)))
+    layers = await asyncio.to_thread(runtime.store.text_layers, entry)
+    facts = _facts(loaded, layers)
+    facts.modelfile = await asyncio.to_thread(create.show_modelfile, runtime.store, entry)
+    return JSONResponse(ollama.show_response(entry, facts))
 
 
 def _facts(loaded: LoadedModel, layers: dict[str, str]) -> ollama.ModelFacts:
@@ -182,22 +181,6 @@ def _facts(loaded: LoadedModel, layers: dict[str, str]) -> ollama.ModelFacts:
         system=layers.get(SYSTEM_MEDIA_TYPE, ""),
         parameters=parameters if isinstance(parameters, dict) else {},
     )
-
-
-def _text_layers(store: ModelStore, entry: ModelEntry) -> dict[str, str]:
-    """The manifest's small text layers (license, system, params), by media type; several
-    license layers are joined."""
-    out: dict[str, str] = {}
-    try:
-        manifest = json.loads(store.manifest_path(entry.name).read_bytes())
-        for layer in manifest.get("layers", []):
-            kind = layer.get("mediaType")
-            if kind in (LICENSE_MEDIA_TYPE, SYSTEM_MEDIA_TYPE, PARAMS_MEDIA_TYPE):
-                text = store.blob_path(layer["digest"]).read_text(errors="replace")
-                out[kind] = f"{out[kind]}\n\n{text}" if kind in out else text
-    except (OSError, ValueError, KeyError, AttributeError):
-        return out
-    return out
 
 
 @router.post("/api/copy")

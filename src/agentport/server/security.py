@@ -19,6 +19,7 @@ from agentport.server.errors import dialect_of, error_response
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 OPEN_PATHS = {"/", "/api/version"}
+BLOB_UPLOADS = "/api/blobs/"
 
 
 def _hostname(value: str) -> str:
@@ -68,7 +69,8 @@ class EdgeGuard:
         if origin and not self._origin_allowed(origin):
             raise PermissionDeniedError(f"origin '{origin}' is not allowed")
         length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > self.settings.max_body_bytes:
+        upload = path.startswith(BLOB_UPLOADS)  # model weights: gigabytes, streamed to disk
+        if length.isdigit() and int(length) > self.settings.max_body_bytes and not upload:
             raise RequestTooLargeError(
                 f"request body of {length} bytes exceeds {self.settings.max_body_bytes} bytes"
             )

@@ -25,6 +25,18 @@ from agentport.store.names import ModelName, parse_name
 MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_MEDIA_TYPE = "application/vnd.docker.container.image.v1+json"
 MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
+TEMPLATE_MEDIA_TYPE = "application/vnd.ollama.image.template"
+SYSTEM_MEDIA_TYPE = "application/vnd.ollama.image.system"
+PARAMS_MEDIA_TYPE = "application/vnd.ollama.image.params"
+MESSAGES_MEDIA_TYPE = "application/vnd.ollama.image.messages"
+LICENSE_MEDIA_TYPE = "application/vnd.ollama.image.license"
+TEXT_MEDIA_TYPES = (
+    TEMPLATE_MEDIA_TYPE,
+    SYSTEM_MEDIA_TYPE,
+    PARAMS_MEDIA_TYPE,
+    MESSAGES_MEDIA_TYPE,
+    LICENSE_MEDIA_TYPE,
+)
 _DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
 
 
@@ -93,6 +105,21 @@ class ModelStore:
             model_path=model_path,
             config=config,
         )
+
+    def text_layers(self, entry: ModelEntry) -> dict[str, str]:
+        """The manifest's small text layers (template, system, params, messages, license) by
+        media type; several license layers are joined."""
+        out: dict[str, str] = {}
+        try:
+            manifest = json.loads(self.manifest_path(entry.name).read_bytes())
+            for layer in manifest.get("layers", []):
+                kind = layer.get("mediaType")
+                if kind in TEXT_MEDIA_TYPES:
+                    text = self.blob_path(layer["digest"]).read_text(errors="replace")
+                    out[kind] = f"{out[kind]}\n\n{text}" if kind in out else text
+        except (OSError, ValueError, KeyError, AttributeError, InvalidRequestError):
+            return out
+        return out
 
     def write_blob_bytes(self, data: bytes) -> dict[str, Any]:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
