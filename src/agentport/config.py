@@ -8,6 +8,7 @@ environment (the launcher of Claude Code) asks this module for it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -68,8 +69,29 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Extra browser origins allowed besides loopback ones, comma separated.",
     )
+    parallel: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Sequences each model serves at once, each with the full context "
+        "(0: chosen by the memory plan, up to 4).",
+    )
+    kv_type: str = Field(
+        "auto",
+        pattern="^(auto|f16|q8_0|q4_0)$",
+        description="KV cache type: f16, q8_0, q4_0, or auto (f16, q8_0 when memory is short).",
+    )
+    memory_reserve: int = Field(
+        0,
+        ge=0,
+        description="Memory kept free for the rest of the machine (IDE, browser, OS), in bytes "
+        "or with a unit (8GB, 512MB); 0: a default that grows with total memory.",
+    )
     max_queue: int = Field(
-        16, ge=1, description="Requests that may wait for a busy model before 529/503 answers."
+        4,
+        ge=0,
+        description="Requests that may wait per model while all its sequences are busy; "
+        "beyond that, Anthropic answers 529 and OpenAI / Ollama 503, with Retry-After.",
     )
     max_body_bytes: int = Field(
         64 * 1024 * 1024, description="Largest request body accepted, in bytes (else 413)."
@@ -102,6 +124,11 @@ class Settings(BaseSettings):
         pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
         return {k.strip(): v.strip() for k, v in pairs}
 
+    @field_validator("memory_reserve", mode="before")
+    @classmethod
+    def _parse_reserve(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: Any) -> Any:
@@ -131,6 +158,19 @@ class Settings(BaseSettings):
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}"
+
+
+SIZE_PATTERN = re.compile(r"^([0-9]*\.?[0-9]+)\s*([kmgt]?)(?:i?b)?$")
+SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value: str) -> int:
+    """Bytes from "16GB", "512 MiB", "8g" or "1234" (binary units)."""
+    match = SIZE_PATTERN.match(value.strip().lower())
+    if match is None:
+        raise ValueError(f"not a size: {value!r} (try 8GB or 512MB)")
+    number, unit = match.groups()
+    return int(float(number) * SIZE_UNITS[unit])
 
 
 def parse_host(value: str) -> tuple[str, int]:

@@ -16,20 +16,11 @@ from typer.testing import CliRunner
 
 from agentport.cli import models as model_commands
 from agentport.errors import ApiError
-from agentport.store.embedded import packaged_gguf
 from agentport.store.modelfile import parse_modelfile
 from agentport.store.models import file_sha256
 
 SYSTEM = "You are a pirate. Answer every question like a pirate would."
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def gguf() -> Path:
-    path = packaged_gguf()
-    if path is None:
-        pytest.skip("the embedded model package is not installed")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The runtime's pure logic with a scripted engine: stop sequences, tool calls, finish reasons,
-prompt length, queue overflow and cancellation. (The real engine is tested in integration.)"""
+prompt length, queue overflow, cancellation, eviction and keep-alive. (The real engine is tested
+in integration.)"""
 
 from __future__ import annotations
 
@@ -23,18 +24,24 @@ from agentport.core import (
     ToolChoice,
     ToolSpec,
 )
-from agentport.engines.base import EngineInfo, Finished, Prefilled
+from agentport.engines.base import EngineInfo, Finished, Prefilled, SlotUse
 from agentport.errors import ModelNotFoundError, OverloadedError, PromptTooLongError
+from agentport.planner.estimate import MemoryEstimate
+from agentport.planner.guard import LoadPlan
 from agentport.runtime import Runtime
 from agentport.store.models import MODEL_MEDIA_TYPE, ModelStore
 from agentport.store.names import parse_name
 
 
 class ScriptedEngine:
+    """Emits its pieces from a thread, one job at a time (one sequence)."""
+
     def __init__(self, pieces: list[str], n_ctx: int = 4096, delay: float = 0.0) -> None:
         self.pieces = pieces
         self.delay = delay
         self.cancelled = threading.Event()
+        self.closed = False
+        self._one_at_a_time = threading.Lock()
         self.info = EngineInfo(
             n_ctx=n_ctx,
             n_ctx_train=n_ctx,
@@ -48,7 +55,16 @@ class ScriptedEngine:
     def tokenize(self, text: str) -> list[int]:
         return list(range(len(text.split())))
 
-    def generate(self, tokens, params: SamplingParams, cancel: threading.Event):
+    def submit(self, tokens, params: SamplingParams, emit, cancel: threading.Event) -> None:
+        args = (tokens, params, emit, cancel)
+        threading.Thread(target=self._run, args=args, daemon=True).start()
+
+    def _run(self, tokens, params, emit, cancel) -> None:
+        with self._one_at_a_time:
+            for item in self._generate(tokens, params, cancel):
+                emit(item)
+
+    def _generate(self, tokens, params: SamplingParams, cancel: threading.Event):
         yield Prefilled(len(tokens), 0, 0.0)
         produced = 0
         for piece in self.pieces:
@@ -64,18 +80,32 @@ class ScriptedEngine:
                 return
         yield Finished("stop", produced, 0.0)
 
+    def slot_use(self) -> SlotUse:
+        return SlotUse(0, 0)
+
     def close(self) -> None:
-        pass
+        self.closed = True
+
+
+def fake_plan(total: int = 1000) -> LoadPlan:
+    estimate = MemoryEstimate(weights=total // 2, kv=total // 2, compute=0)
+    return LoadPlan(n_ctx=4096, parallel=1, kv_type="f16", estimate=estimate, budget=10 * total)
+
+
+def add_model(store: ModelStore, name: str) -> None:
+    blob = store.write_blob_bytes(f"GGUF-fake-{name}".encode())
+    store.write_manifest(
+        parse_name(name), {"model_family": "llama"}, [{"mediaType": MODEL_MEDIA_TYPE, **blob}]
+    )
 
 
 def make_runtime(tmp_path: Path, engine: ScriptedEngine, **settings) -> Runtime:
     store = ModelStore(tmp_path / "models")
-    blob = store.write_blob_bytes(b"GGUF-fake")
-    store.write_manifest(
-        parse_name("fake:1b"), {"model_family": "llama"}, [{"mediaType": MODEL_MEDIA_TYPE, **blob}]
-    )
+    add_model(store, "fake:1b")
     config = Settings(home=tmp_path, default_model="fake:1b", ping_interval=0.05, **settings)
-    return Runtime(config, store=store, engine_factory=lambda path, s: engine)
+    runtime = Runtime(config, store=store, engine_factory=lambda path, s, plan: engine)
+    runtime.plan = lambda entry: fake_plan()
+    return runtime
 
 
 def request(text: str = "hello there", **kwargs) -> ChatRequest:
@@ -182,6 +212,73 @@ def test_cancelling_the_consumer_stops_the_engine_and_frees_the_model(tmp_path):
             await task
         await asyncio.sleep(0.1)
         assert engine.cancelled.is_set()
-        assert not runtime.models["fake:1b"].lock.locked()
+        assert runtime.models["fake:1b"].active == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_new_model_evicts_the_idle_one_the_plan_names(tmp_path):
+    engines = {}
+
+    def factory(path, settings, plan):
+        engines[path] = ScriptedEngine(["ok"])
+        return engines[path]
+
+    runtime = make_runtime(tmp_path, ScriptedEngine([]))
+    add_model(runtime.store, "other:1b")
+    runtime.engine_factory = factory
+    plans = iter([fake_plan(), fake_plan()])
+
+    def plan(entry):
+        chosen = next(plans)
+        if entry.name.display == "other:1b":
+            chosen.evict = ["fake:1b"]
+        return chosen
+
+    runtime.plan = plan
+
+    async def scenario():
+        await run(runtime, request())
+        first = runtime.models["fake:1b"].engine
+        await run(runtime, ChatRequest(model="other:1b", messages=request().messages))
+        assert list(runtime.models) == ["other:1b"]
+        assert first.closed
+
+    asyncio.run(scenario())
+
+
+def test_residents_report_busy_models_and_idle_ones_by_age(tmp_path):
+    from agentport.runtime.memory_watch import idle_by_age
+
+    runtime = make_runtime(tmp_path, ScriptedEngine(["x"] * 50, delay=0.01))
+
+    async def scenario():
+        task = asyncio.create_task(run(runtime, request()))
+        await asyncio.sleep(0.1)
+        residents = [m.resident() for m in runtime.models.values()]
+        assert [r.busy for r in residents] == [True]
+        assert idle_by_age(residents) == []
+        await task
+        residents = [m.resident() for m in runtime.models.values()]
+        assert idle_by_age(residents) == [("fake:1b", 1000)]
+
+    asyncio.run(scenario())
+
+
+def test_keep_alive_zero_unloads_after_the_request(tmp_path):
+    engine = ScriptedEngine(["ok"])
+    runtime = make_runtime(tmp_path, engine)
+
+    async def scenario():
+        await runtime.start()
+        try:
+            await run(runtime, request(keep_alive=0))
+            for _ in range(30):
+                if not runtime.models:
+                    break
+                await asyncio.sleep(0.1)
+            assert not runtime.models and engine.closed
+        finally:
+            await runtime.stop()
 
     asyncio.run(scenario())

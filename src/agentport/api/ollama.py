@@ -615,25 +615,40 @@ def tags_response(entries: list[ModelEntry]) -> dict[str, Any]:
     return {"models": [tag(e) for e in entries]}
 
 
-def running_model(
-    entry: ModelEntry,
-    size: int,
-    expires_in: float | None,
-    context_length: int,
-    rope_scaling: str | None,
-    extra_details: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """One /api/ps row; `expires_in` is seconds from now, None for a model kept forever."""
+@dataclass(slots=True)
+class RunningFacts:
+    """What /api/ps reports about one loaded model, gathered by the route from the runtime."""
+
+    size: int  # bytes in memory: what llama.cpp reported at load, else the plan
+    expires_in: float | None  # seconds from now; None: kept forever
+    context_length: int  # per sequence
+    rope_scaling: str | None
+    parallel: int
+    kv_type: str
+    busy: int
+    waiting: int
+    planned: dict[str, int]
+    actual: dict[str, int]
+    extra_details: dict[str, Any] | None = None
+
+
+def running_model(entry: ModelEntry, facts: RunningFacts) -> dict[str, Any]:
+    """One /api/ps row: Ollama's fields, then agentport's memory plan and slots."""
     row = tag(entry)
     del row["modified_at"]
-    row["details"] = details(entry, extra_details)
-    seconds = FOREVER_SECONDS if expires_in is None else max(0.0, expires_in)
+    row["details"] = details(entry, facts.extra_details)
+    seconds = FOREVER_SECONDS if facts.expires_in is None else max(0.0, facts.expires_in)
     row.update(
         {
+            "size": facts.size,
             "expires_at": iso_time(time.time() + seconds),
             "size_vram": 0,
-            "context_length": context_length,
-            "rope_scaling": rope_scaling,
+            "context_length": facts.context_length,
+            "rope_scaling": facts.rope_scaling,
+            "parallel": facts.parallel,
+            "kv_type": facts.kv_type,
+            "slots": {"total": facts.parallel, "busy": facts.busy, "waiting": facts.waiting},
+            "memory": {"planned": facts.planned, "actual": facts.actual},
         }
     )
     return row

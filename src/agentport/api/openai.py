@@ -120,6 +120,7 @@ class _Sampled(Lenient):
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(None, ge=0.0)
+    ignore_eos: bool = False
     keep_alive: str | float | None = None
 
 
@@ -213,6 +214,7 @@ def _refuse_chat_only(wire: ChatCompletionRequest) -> None:
 
 def _sampling(wire: _Sampled, max_tokens: int | None) -> SamplingParams:
     params = SamplingParams(max_tokens=max_tokens, stop=_stop(wire.stop), seed=wire.seed)
+    params.ignore_eos = wire.ignore_eos
     params.temperature = 1.0 if wire.temperature is None else wire.temperature
     if wire.top_p is not None:
         params.top_p = wire.top_p

@@ -43,6 +43,16 @@ def context_text(model: dict[str, Any]) -> str:
     return f"{length} ({scaling})" if scaling else str(length)
 
 
+def slots_text(model: dict[str, Any]) -> str:
+    """`2/4 busy`, `4/4 busy +3 queued`, or `-` when the server does not say."""
+    slots = model.get("slots")
+    if not isinstance(slots, dict) or not slots.get("total"):
+        return "-"
+    text = f"{slots.get('busy', 0)}/{slots['total']} busy"
+    waiting = slots.get("waiting") or 0
+    return f"{text} +{waiting} queued" if waiting else text
+
+
 def parse_time(value: str | None) -> datetime | None:
     """An ISO 8601 time (`Z` and nanoseconds allowed) as an aware datetime; None if absent."""
     if not value:

@@ -90,6 +90,7 @@ app.command("create")(model_commands.create_command)
 app.command("show")(model_commands.show_command)
 app.command("cp")(model_commands.cp_command)
 app.command("rm")(model_commands.rm_command)
+app.command("stop")(model_commands.stop_command)
 
 
 @app.command()
@@ -109,6 +110,42 @@ def _models(data: Any) -> list[dict[str, Any]]:
 def config() -> None:
     """Show every setting: its environment variable, value, source and meaning."""
     console.print(settings_table(describe(load_settings())))
+
+
+@app.command()
+def doctor(
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="The agent's model (default: AGENTPORT_DEFAULT_MODEL)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Check the server, model, context, tools, memory, swap and disk for a coding agent."""
+    from agentport.cli.doctor import doctor_command
+
+    doctor_command(model, as_json)
+
+
+@app.command()
+def fit(
+    model: Annotated[
+        str | None, typer.Argument(help="A model in the local store, or a .gguf file.")
+    ] = None,
+    ctx: Annotated[int | None, typer.Option(help=field_help("context_length"))] = None,
+    parallel: Annotated[int | None, typer.Option(help=field_help("parallel"))] = None,
+    kv_type: Annotated[str | None, typer.Option(help=field_help("kv_type"))] = None,
+    ram: Annotated[
+        str | None, typer.Option(help="Plan for a machine with this much memory (16GB).")
+    ] = None,
+    tiers: Annotated[
+        bool, typer.Option("--tiers", help="Which agent models fit 16, 24 and 48 GB machines.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Show whether MODEL fits this machine's memory (or --ram), and how (no server needed)."""
+    from agentport.cli.fit import FitOptions, fit_command
+
+    fit_command(FitOptions(model, ctx, parallel, kv_type, ram, tiers, as_json))
 
 
 @app.command()

@@ -19,8 +19,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from agentport.cli.client import Client, message_in
 from agentport.cli.console import console, err_console, load_settings, reporting
 from agentport.config import Settings
-from agentport.errors import ApiError, InvalidRequestError
+from agentport.errors import AgentportError, ApiError, InvalidRequestError
 from agentport.store.modelfile import Modelfile, gguf_path, parse_modelfile, to_modelfile
+from agentport.store.names import parse_name
 
 DEFAULT_MODELFILE = "Modelfile"
 SHOWN_LINES = {"Template": 12, "License": 4}  # longer sections are cut, with a note
@@ -176,6 +177,29 @@ def rm_command(
         for name in names:
             client.request_json("DELETE", "/api/delete", {"model": name})
             console.print(f"deleted '{name}'", markup=False)
+
+
+def stop_command(
+    name: Annotated[str, typer.Argument(help="The loaded model to unload.")],
+) -> None:
+    """Unload a model from memory (after the requests it is serving)."""
+    with reporting(), Client(_settings()) as client:
+        running = client.get_json("/api/ps") or {}
+        names = {m.get("name") for m in running.get("models") or [] if isinstance(m, dict)}
+        wanted = parse_name(name).display if _parses(name) else name
+        if name not in names and wanted not in names:
+            err_console.print(f"'{name}' is not loaded (see `agentport ps`)", markup=False)
+            raise typer.Exit(1)
+        client.request_json("POST", "/api/generate", {"model": name, "keep_alive": 0})
+        console.print(f"stopped '{name}'", markup=False)
+
+
+def _parses(name: str) -> bool:
+    try:
+        parse_name(name)
+    except AgentportError:
+        return False
+    return True
 
 
 def _decoded(text: str) -> Any:

@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from agentport.cli.format import context_text, human_bytes, human_time, short_id
+from agentport.cli.format import context_text, human_bytes, human_time, short_id, slots_text
 
 
 def _table(*columns: str) -> Table:
@@ -40,18 +40,25 @@ def models_table(models: Iterable[dict[str, Any]], now: datetime | None = None) 
 
 
 def running_table(models: Iterable[dict[str, Any]], now: datetime | None = None) -> Table:
-    """NAME, ID, SIZE, CONTEXT, UNTIL for the loaded models of `GET /api/ps`."""
-    table = _table("NAME", "ID", "SIZE", "CONTEXT", "UNTIL")
+    """NAME, ID, PLANNED, ACTUAL, CONTEXT, SLOTS, UNTIL for the models of `GET /api/ps`."""
+    table = _table("NAME", "ID", "PLANNED", "ACTUAL", "CONTEXT", "SLOTS", "UNTIL")
     for model in models:
+        memory = model.get("memory") if isinstance(model.get("memory"), dict) else {}
         _add_row(
             table,
             model.get("name", "?"),
             short_id(model.get("digest")),
-            human_bytes(model.get("size")),
+            human_bytes(_total(memory.get("planned"))),
+            human_bytes(_total(memory.get("actual")) or model.get("size")),
             context_text(model),
+            slots_text(model),
             human_time(model.get("expires_at"), now),
         )
     return table
+
+
+def _total(part: Any) -> int | None:
+    return part.get("total") if isinstance(part, dict) else None
 
 
 def settings_table(rows: Iterable[tuple[str, str, str, str]]) -> Table:

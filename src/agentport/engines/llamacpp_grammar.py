@@ -30,9 +30,10 @@ class GrammarGate:
         self._view = np.ctypeslib.as_array(self._all)
         self._ids = np.arange(self._n_vocab, dtype=np.int32)
 
-    def choose(self, chain, token: int) -> int:
-        """`token` if the grammar allows it, else a token sampled under the grammar."""
-        chosen = token if self._allows(token) else self._resample(chain)
+    def choose(self, chain, token: int, logits_at: int) -> int:
+        """`token` if the grammar allows it, else a token sampled under the grammar from the
+        logits of batch position `logits_at`."""
+        chosen = token if self._allows(token) else self._resample(chain, logits_at)
         self._lib.llama_sampler_accept(self.sampler, chosen)
         return chosen
 
@@ -43,8 +44,8 @@ class GrammarGate:
         self._lib.llama_sampler_apply(self.sampler, ctypes.byref(array))
         return not math.isinf(self._one[0].logit)
 
-    def _resample(self, chain) -> int:
-        logits = self._lib.llama_get_logits_ith(self._ctx, -1)
+    def _resample(self, chain, logits_at: int) -> int:
+        logits = self._lib.llama_get_logits_ith(self._ctx, logits_at)
         self._view["id"] = self._ids
         self._view["logit"] = np.ctypeslib.as_array(logits, shape=(self._n_vocab,))
         self._view["p"] = 0.0

@@ -1,9 +1,9 @@
-"""One generation: the worker thread that drives the engine, and the event-loop side that
-turns its text pieces into core events (stop sequences, tool calls, thinking, usage).
+"""One generation as seen from the event loop: the engine's items in, core events out (stop
+sequences, tool calls, thinking, usage).
 
-The worker puts each engine item on an asyncio queue with one `call_soon_threadsafe`; the
-consumer drains everything queued at once, so the server writes one chunk per wake-up.
-Exceptions cross the queue as values and are re-raised (as events) on the consumer side.
+The engine's decode thread puts each item on an asyncio queue with one `call_soon_threadsafe`;
+the consumer drains everything queued at once, so the server writes one chunk per wake-up.
+Errors cross the queue as values and become ErrorEvents on the consumer side.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from agentport.chat.parsers import OutputParser
@@ -22,39 +22,27 @@ from agentport.core import (
     ErrorEvent,
     FinishReason,
     Ping,
-    SamplingParams,
     StreamEvent,
     Timings,
     Usage,
 )
-from agentport.engines.base import Engine, Finished, Prefilled
-from agentport.errors import AgentportError, EngineError
+from agentport.engines.base import Finished, Prefilled
+from agentport.errors import AgentportError
 
 log = logging.getLogger("agentport.runtime")
 
 
-def pump(
-    engine: Engine,
-    tokens: list[int],
-    params: SamplingParams,
-    cancel: threading.Event,
-    loop: asyncio.AbstractEventLoop,
-    queue: asyncio.Queue,
-) -> None:
-    """Runs in the model's worker thread."""
-    put = queue.put_nowait
-    try:
-        for item in engine.generate(tokens, params, cancel):
-            loop.call_soon_threadsafe(put, item)
-    except RuntimeError:
-        if loop.is_closed():
-            return
-        raise
-    except AgentportError as error:
-        loop.call_soon_threadsafe(put, error)
-    except Exception as exc:  # noqa: BLE001 - travels to the consumer as a value
-        log.exception("generation failed")
-        loop.call_soon_threadsafe(put, EngineError(f"engine failed: {exc}"))
+def emitter(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> Callable[[object], None]:
+    """The engine's `emit`: hands each item from the decode thread to the event loop."""
+    call, put = loop.call_soon_threadsafe, queue.put_nowait
+
+    def emit(item: object) -> None:
+        try:  # noqa: SIM105 - per token: cheaper than contextlib.suppress
+            call(put, item)
+        except RuntimeError:  # the event loop is closed: the server is shutting down
+            pass
+
+    return emit
 
 
 @dataclass
@@ -105,6 +93,7 @@ class Consumer:
                 self.usage.input_tokens = item.prompt_tokens
                 self.usage.cached_tokens = item.cached_tokens
                 self.timings.prompt_eval = item.seconds
+                self.timings.queue += item.queued
             elif isinstance(item, Finished):
                 events.append(self._finish(item, events))
                 return events, True

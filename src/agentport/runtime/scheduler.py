@@ -1,8 +1,11 @@
 """The Runtime: model names -> loaded engines, prompts -> tokens, requests -> event streams.
 
-Each loaded model has one worker thread (engine work never runs on the event loop), one lock
-(one generation at a time on a model), a bounded wait queue and a keep-alive expiry. The engine
-factory and the memory probe are injected, so this module is testable without an engine.
+Each loaded model runs its own decode thread serving `parallel` sequences at once (the engine's
+continuous batching); requests beyond those wait in the engine, at most `max_queue` of them, and
+the next one is answered "overloaded" at once. Before a load, the memory planner checks the plan
+against the budget, evicting idle models least-recently-used first. Models stay for their
+keep-alive. The engine factory and the memory probe are injected, so this module is testable
+without an engine.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,29 +30,36 @@ from agentport.core import (
     ChatRequest,
     EmbedRequest,
     ErrorEvent,
-    Ping,
     PromptStart,
     StreamEvent,
 )
 from agentport.engines.base import Engine
 from agentport.errors import InvalidRequestError, OverloadedError, PromptTooLongError
+from agentport.planner.gguf_meta import read_shape
+from agentport.planner.guard import AGENT_FLOOR, LoadPlan, LoadRequest, plan_load
+from agentport.planner.probes import probe_device
 from agentport.runtime.durations import parse_keep_alive
-from agentport.runtime.generation import Consumer, pump
+from agentport.runtime.generation import Consumer, emitter
+from agentport.runtime.memory_watch import MemoryWatch, Probe, Resident, idle_by_age, load_budget
 from agentport.runtime.model_defaults import ModelDefaults, apply_defaults, load_defaults
 from agentport.store.embedded import register_embedded
 from agentport.store.models import ModelEntry, ModelStore
 
 log = logging.getLogger("agentport.runtime")
 
-EngineFactory = Callable[[Path, Settings], Engine]
+EngineFactory = Callable[[Path, Settings, LoadPlan], Engine]
 TOOL_CALL_OPEN = "<tool_call>"
+MEMORY_LOOK_SECONDS = 5.0
 
 
-def llamacpp_factory(path: Path, settings: Settings) -> Engine:
+def llamacpp_factory(path: Path, settings: Settings, plan: LoadPlan) -> Engine:
     from agentport.engines.llamacpp import EngineOptions, LlamaCppEngine
 
     options = EngineOptions(
-        n_ctx=settings.context_length,
+        n_ctx=plan.n_ctx,
+        parallel=plan.parallel,
+        kv_type=plan.kv_type,
+        yarn_factor=plan.yarn_factor,
         threads=settings.threads,
         batch_size=settings.batch_size,
         flash_attention=settings.flash_attention,
@@ -67,16 +78,33 @@ class LoadedModel:
     executor: ThreadPoolExecutor
     defaults: ModelDefaults
     load_seconds: float
+    plan: LoadPlan
     loaded_at: float = field(default_factory=time.perf_counter)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    waiting: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    active: int = 0  # requests generating or waiting for a sequence
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
     expires_at: float | None = None  # monotonic deadline; None: never
     keep_alive: float | None = None
     closed: bool = False
 
     @property
     def busy(self) -> bool:
-        return self.lock.locked() or self.waiting > 0
+        return self.active > 0
+
+    def begin(self) -> None:
+        self.active += 1
+        self.last_used = time.monotonic()
+        self.idle.clear()
+
+    def end(self) -> None:
+        self.active -= 1
+        self.last_used = time.monotonic()
+        if self.active == 0:
+            self.idle.set()
+
+    def resident(self) -> Resident:
+        estimate = self.plan.estimate
+        return Resident(self.name, estimate.weights, estimate.total, self.busy, self.last_used)
 
 
 def fill_in_the_middle(loaded: LoadedModel, prefix: str, suffix: str) -> str:
@@ -94,6 +122,7 @@ class Prepared:
     prompt: RenderedPrompt
     tokens: list[int]
     load_seconds: float = 0.0  # spent loading the model for this request
+    release: Callable[[], object] | None = None  # gives back the place taken in the queue
 
 
 class Runtime:
@@ -102,10 +131,12 @@ class Runtime:
         settings: Settings,
         store: ModelStore | None = None,
         engine_factory: EngineFactory = llamacpp_factory,
+        probe: Probe = probe_device,
     ) -> None:
         self.settings = settings
         self.store = store or ModelStore(settings.models_dir)
         self.engine_factory = engine_factory
+        self.memory = MemoryWatch(probe)
         self.models: dict[str, LoadedModel] = {}
         self.default_keep_alive = parse_keep_alive(settings.keep_alive)
         self._load_lock = asyncio.Lock()
@@ -121,7 +152,7 @@ class Runtime:
         if self._reaper:
             self._reaper.cancel()
         for name in list(self.models):
-            await self.unload(name)
+            await self.unload(name, wait=False)
 
     # --- names and models --------------------------------------------------------------------
 
@@ -142,15 +173,39 @@ class Runtime:
         async with self._load_lock:
             if key not in self.models:
                 self.models[key] = await self._load(key, entry)
-        return self.models[key]
+            loaded = self.models[key]
+            loaded.last_used = time.monotonic()
+        return loaded
+
+    def plan(self, entry: ModelEntry) -> LoadPlan:
+        """The memory plan for loading `entry` now (blocking: reads the GGUF header, probes)."""
+        settings = self.settings
+        shape = read_shape(entry.model_path, settings.metadata_cache)
+        residents = [m.resident() for m in self.models.values()]
+        budget = load_budget(self.memory.look(), settings.memory_reserve, residents)
+        request = LoadRequest(
+            n_ctx=settings.context_length,
+            parallel=settings.parallel or None,
+            kv_type=None if settings.kv_type == "auto" else settings.kv_type,
+            batch_size=settings.batch_size,
+            flash_attention=settings.flash_attention,
+            floor=min(AGENT_FLOOR, settings.context_length),
+        )
+        return plan_load(shape, request, budget, idle_by_age(residents))
 
     async def _load(self, key: str, entry: ModelEntry) -> LoadedModel:
+        plan = await asyncio.to_thread(self.plan, entry)
+        for name in plan.evict:
+            log.info("unloading idle %s to make room for %s", name, key)
+            await self.unload(name)
+        for note in plan.notes:
+            log.warning("%s: %s", key, note)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{key}")
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
             engine = await loop.run_in_executor(
-                executor, self.engine_factory, entry.model_path, self.settings
+                executor, self.engine_factory, entry.model_path, self.settings, plan
             )
         except BaseException:
             executor.shutdown(wait=False)
@@ -168,29 +223,36 @@ class Runtime:
             executor=executor,
             defaults=defaults,
             load_seconds=time.perf_counter() - started,
+            plan=plan,
             keep_alive=self.default_keep_alive,
         )
+        loaded.idle.set()
         self._touch(loaded)
         scaling = f" ({info.rope_scaling})" if info.rope_scaling else ""
         log.info(
-            "loaded %s in %.1fs: context %d%s, %d threads",
+            "loaded %s in %.1fs: %d x %d tokens of context%s, KV %s, %d threads, plan %d MiB",
             key,
             loaded.load_seconds,
+            info.parallel,
             info.n_ctx,
             scaling,
+            info.kv_type,
             info.threads,
+            plan.estimate.total >> 20,
         )
         return loaded
 
-    async def unload(self, name: str) -> None:
-        """Unload after the running request, if any; new requests load the model afresh."""
+    async def unload(self, name: str, wait: bool = True) -> None:
+        """Unload once the running requests end (with `wait`; else cancel them). New requests
+        load the model afresh."""
         loaded = self.models.pop(name, None)
         if loaded is None:
             return
+        loaded.closed = True
+        if wait:
+            await loaded.idle.wait()
         loop = asyncio.get_running_loop()
-        async with loaded.lock:
-            loaded.closed = True
-            await loop.run_in_executor(loaded.executor, loaded.engine.close)
+        await loop.run_in_executor(loaded.executor, loaded.engine.close)
         loaded.executor.shutdown(wait=False)
         log.info("unloaded %s", name)
 
@@ -205,12 +267,16 @@ class Runtime:
         loaded.expires_at = None if keep is None else time.monotonic() + keep
 
     async def _reap_expired(self) -> None:
+        looked = 0.0
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for name, loaded in list(self.models.items()):
                 if loaded.expires_at is not None and loaded.expires_at <= now and not loaded.busy:
                     await self.unload(name)
+            if self.models and now - looked >= MEMORY_LOOK_SECONDS:
+                looked = now
+                await asyncio.to_thread(self.memory.look)
 
     # --- requests ----------------------------------------------------------------------------
 
@@ -228,9 +294,28 @@ class Runtime:
             raise InvalidRequestError("the prompt is empty", "prompt")
         if check_length and len(tokens) >= n_ctx:
             raise PromptTooLongError(len(tokens), n_ctx)
-        if check_length and loaded.waiting >= self.settings.max_queue:
-            raise OverloadedError(f"model '{loaded.name}' is busy; try again shortly")
-        return Prepared(request, loaded, prompt, tokens, load_seconds)
+        prepared = Prepared(request, loaded, prompt, tokens, load_seconds)
+        if check_length:
+            self._take_place(prepared)
+        return prepared
+
+    def _take_place(self, prepared: Prepared) -> None:
+        """Count the request against the model's sequences and queue from now on (checked and
+        taken with no await in between, so a burst cannot overfill the queue). The place is
+        given back when the generation ends, or when the Prepared is dropped unused."""
+        loaded = prepared.model
+        if loaded.active >= loaded.engine.info.parallel + self.settings.max_queue:
+            raise OverloadedError(
+                f"model '{loaded.name}' is busy: {loaded.active} requests running or queued; "
+                "try again shortly",
+                retry_after=2,
+            )
+        loaded.begin()
+        prepared.release = weakref.finalize(prepared, self._end, loaded)
+
+    def _end(self, loaded: LoadedModel) -> None:
+        loaded.end()
+        self._touch(loaded)
 
     def _prompt(self, request: ChatRequest, loaded: LoadedModel) -> RenderedPrompt:
         if request.output_format is not None:
@@ -255,19 +340,21 @@ class Runtime:
         loaded = await self.model(request.model)
         if request.keep_alive is not None:
             loaded.keep_alive = parse_keep_alive(request.keep_alive)
-        async with loaded.lock:
-            if loaded.closed:
-                raise OverloadedError(f"model '{loaded.name}' was unloaded meanwhile; try again")
+        if loaded.closed:
+            raise OverloadedError(f"model '{loaded.name}' was unloaded meanwhile; try again")
+        loaded.begin()
+        try:
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(
+            return await loop.run_in_executor(
                 loaded.executor,
                 loaded.engine.embed,
                 request.inputs,
                 request.normalize,
                 request.truncate,
             )
-        self._touch(loaded)
-        return result
+        finally:
+            loaded.end()
+            self._touch(loaded)
 
     async def count_tokens(self, request: ChatRequest) -> int:
         prepared = await self.prepare(request, check_length=False)
@@ -277,55 +364,24 @@ class Runtime:
         """PromptStart, then event batches until a Done or ErrorEvent."""
         loaded = prepared.model
         yield [PromptStart(input_tokens=len(prepared.tokens), model=loaded.name)]
-        queued = time.perf_counter()
-        async for ping in self._acquire(loaded):
-            yield [ping]
         if loaded.closed:
-            loaded.lock.release()
+            if prepared.release is not None:
+                prepared.release()
             unloaded = OverloadedError(f"model '{loaded.name}' was unloaded meanwhile; try again")
             yield [ErrorEvent(unloaded)]
             return
+        consumer = self._consumer(prepared)
+        consumer.timings.load = prepared.load_seconds
+        queue: asyncio.Queue = asyncio.Queue()
+        emit = emitter(asyncio.get_running_loop(), queue)
         try:
-            consumer = self._consumer(prepared)
-            consumer.timings.queue = time.perf_counter() - queued
-            consumer.timings.load = prepared.load_seconds
-            queue: asyncio.Queue = asyncio.Queue()
-            loop = asyncio.get_running_loop()
-            work = loop.run_in_executor(
-                loaded.executor,
-                pump,
-                loaded.engine,
-                prepared.tokens,
-                prepared.request.sampling,
-                consumer.cancel,
-                loop,
-                queue,
-            )
-        except BaseException:
-            loaded.lock.release()
-            raise
-        work.add_done_callback(lambda _: self._release(loaded))
-        try:
+            loaded.engine.submit(prepared.tokens, prepared.request.sampling, emit, consumer.cancel)
             async for batch in consumer.run(queue):
                 yield batch
         finally:
             consumer.cancel.set()
-
-    async def _acquire(self, loaded: LoadedModel) -> AsyncIterator[Ping]:
-        loaded.waiting += 1
-        try:
-            while True:
-                try:
-                    await asyncio.wait_for(loaded.lock.acquire(), self.settings.ping_interval)
-                    return
-                except asyncio.TimeoutError:
-                    yield Ping()
-        finally:
-            loaded.waiting -= 1
-
-    def _release(self, loaded: LoadedModel) -> None:
-        loaded.lock.release()
-        self._touch(loaded)
+            if prepared.release is not None:
+                prepared.release()
 
     def _consumer(self, prepared: Prepared) -> Consumer:
         request = prepared.request

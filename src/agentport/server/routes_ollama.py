@@ -128,20 +128,42 @@ def _expires_in(loaded: LoadedModel) -> float | None:
 
 @router.get("/api/ps")
 async def ps(request: Request) -> JSONResponse:
-    rows = []
-    for loaded in list(_runtime(request).models.values()):
-        info = loaded.engine.info
-        rows.append(
-            ollama.running_model(
-                loaded.entry,
-                size=info.file_size,
-                expires_in=_expires_in(loaded),
-                context_length=info.n_ctx,
-                rope_scaling=info.rope_scaling,
-                extra_details=_engine_details(info.parameter_count, info.quantization),
-            )
-        )
-    return JSONResponse({"models": rows})
+    runtime = _runtime(request)
+    rows = [ollama.running_model(m.entry, _running_facts(m)) for m in list(runtime.models.values())]
+    return JSONResponse({"models": rows, "memory": runtime.memory.status()})
+
+
+def _running_facts(loaded: LoadedModel) -> ollama.RunningFacts:
+    info, estimate = loaded.engine.info, loaded.plan.estimate
+    planned = {
+        "weights": estimate.weights,
+        "kv": estimate.kv,
+        "compute": estimate.compute,
+        "total": estimate.total,
+    }
+    reported = getattr(loaded.engine, "reported_memory", None)
+    actual = {}
+    if reported is not None and reported.total:
+        actual = {
+            "weights": reported.weights,
+            "kv": reported.kv,
+            "compute": reported.compute,
+            "total": reported.total,
+        }
+    use = loaded.engine.slot_use()
+    return ollama.RunningFacts(
+        size=actual.get("total") or planned["total"],
+        expires_in=_expires_in(loaded),
+        context_length=info.n_ctx,
+        rope_scaling=info.rope_scaling,
+        parallel=info.parallel,
+        kv_type=info.kv_type,
+        busy=use.busy,
+        waiting=use.waiting,
+        planned=planned,
+        actual=actual,
+        extra_details=_engine_details(info.parameter_count, info.quantization),
+    )
 
 
 def _engine_details(parameter_count: int, quantization: str) -> dict[str, str]:
