@@ -15,6 +15,11 @@ NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 CMAKE_ARGS ?= -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
 endif
 WHEELHOUSE ?= $(HOME)/.cache/agentport/wheels
+# The MLX engine's extra where MLX has wheels: Linux x86-64 (CPU) and Apple Silicon (Metal).
+EXTRAS := test
+ifneq ($(filter Linux-x86_64 Darwin-arm64,$(shell uname -s)-$(shell uname -m)),)
+EXTRAS := test,mlx
+endif
 WHEEL_KEY := $(shell printf '%s' "$(CMAKE_ARGS)" | $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:12])")
 WHEEL_DIR := $(WHEELHOUSE)/$(WHEEL_KEY)
 
@@ -31,7 +36,7 @@ $(STAMP): pyproject.toml Makefile
 			llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(WHEEL_DIR); \
 	fi
 	$(BIN)/python -m pip install --quiet --find-links $(WHEEL_DIR) \
-		--only-binary llama-cpp-python -e '.[test]'
+		--only-binary llama-cpp-python -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 serve: $(STAMP)

@@ -2,8 +2,9 @@
 
 Owns the pure pieces (percentiles, SSE frame parsing, turning timed stream frames into a decode
 rate, markdown rendering) and the small amount of I/O every benchmark needs (a free loopback
-port, starting and stopping a server process, a streaming POST over loopback). Scripts in this
-directory import it as the sibling module ``common``.
+port, starting and stopping a server process, a streaming POST over loopback, CPU time used by
+other processes during a measurement). Scripts in this directory import it as the sibling
+module ``common``.
 """
 
 from __future__ import annotations
@@ -207,6 +208,21 @@ def http_get_status(base_url: str, path: str, timeout: float = 2.0) -> int | Non
         conn.close()
 
 
+def http_get_json(base_url: str, path: str, timeout: float = 2.0) -> dict | None:
+    """The decoded JSON answer of a GET, or None when nothing answers or it is not a 200."""
+    host, port = split_loopback_url(base_url)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        raw = resp.read()
+        return json.loads(raw) if resp.status == 200 else None
+    except (OSError, ValueError):
+        return None
+    finally:
+        conn.close()
+
+
 def http_post_json(base_url: str, path: str, body: dict, timeout: float = 60.0) -> dict:
     """POST a JSON body and return the decoded JSON answer; raise on a non-2xx status."""
     host, port = split_loopback_url(base_url)
@@ -309,6 +325,65 @@ class ServerProcess:
     def _signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
+
+
+# ---------------------------------------------------------------------------- CPU accounting
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds used so far by the whole machine, the server processes and this client."""
+
+    wall: float
+    machine: float | None
+    server: float | None
+    client: float
+
+
+def _clock_ticks() -> int:
+    return os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def machine_busy_seconds() -> float | None:
+    """Non-idle CPU seconds of all CPUs since boot (Linux ``/proc/stat``), else None."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _clock_ticks()
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process, all its threads (Linux ``/proc``), else None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = text.rsplit(")", 1)[1].split()  # rest[0] is field 3 (state), so utime is rest[11]
+    return (int(rest[11]) + int(rest[12])) / _clock_ticks()
+
+
+def cpu_sample(server_pids: Sequence[int]) -> CpuSample:
+    """A CPU sample now, for ``foreign_cpu_share`` over an interval; servers' times summed."""
+    times = [process_cpu_seconds(pid) for pid in server_pids]
+    server = None if None in times else sum(times)
+    return CpuSample(time.perf_counter(), machine_busy_seconds(), server, time.process_time())
+
+
+def foreign_cpu_share(before: CpuSample, after: CpuSample, cpus: int) -> float | None:
+    """Share of the machine's CPU capacity over the interval that went to other processes.
+
+    That is the machine's busy time less the server's and this client's, over wall time x
+    ``cpus``; None where the machine or the server could not be read. A benchmark on a shared
+    machine uses it to flag rounds that competed with someone else's work.
+    """
+    wall = after.wall - before.wall
+    if None in (before.machine, after.machine, before.server, after.server) or wall <= 0:
+        return None
+    foreign = (after.machine - before.machine) - (after.server - before.server)
+    foreign -= after.client - before.client
+    return max(0.0, foreign) / (wall * cpus)
 
 
 # ---------------------------------------------------------------------------- reports

@@ -51,7 +51,11 @@ def start_server(home: Path, extra_env: dict[str, str] | None = None) -> LiveSer
         stderr=subprocess.STDOUT,
     )
     server = LiveServer(f"http://127.0.0.1:{port}", home, log, process)
-    wait_until_ready(server)
+    try:
+        wait_until_ready(server)
+    except BaseException:
+        stop_server(server)  # never leave a server behind
+        raise
     return server
 
 

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(512, ge=16, description="Prompt tokens evaluated per engine step.")
     flash_attention: bool = Field(True, description="Use flash attention in the engine.")
+    engine: str = Field(
+        "llamacpp",
+        pattern="^(llamacpp|mlx)$",
+        description="Engine that runs the models: llamacpp, or mlx (one request at a time, "
+        "llama-family GGUF files with Q4_0/Q4_1/Q8_0/F16 tensors; needs the mlx extra).",
+    )
     keep_alive: str = Field(
         "30m",
         description="How long an idle model stays loaded: a duration (30s, 5m, 1h), seconds, "
@@ -86,6 +92,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Memory kept free for the rest of the machine (IDE, browser, OS), in bytes "
         "or with a unit (8GB, 512MB); 0: a default that grows with total memory.",
+    )
+    prefix_cache_disk: int = Field(
+        8 << 30,
+        ge=0,
+        description="Disk space for saved prompt prefixes (KV state) that survive a restart, "
+        "in bytes or with a unit (8GB); 0 turns the disk tier off.",
+    )
+    prefix_cache_min_tokens: int = Field(
+        1024, ge=64, description="Reused prompt prefixes at least this long are saved to disk."
     )
     max_queue: int = Field(
         4,
@@ -124,7 +139,7 @@ class Settings(BaseSettings):
         pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
         return {k.strip(): v.strip() for k, v in pairs}
 
-    @field_validator("memory_reserve", mode="before")
+    @field_validator("memory_reserve", "prefix_cache_disk", mode="before")
     @classmethod
     def _parse_reserve(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value
@@ -139,6 +154,11 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.models or self.home / "models"
+
+    @property
+    def prefix_cache_dir(self) -> Path:
+        """Where the disk tier of the prefix cache keeps its entries."""
+        return self.home / "cache" / "prefixes"
 
     @property
     def metadata_cache(self) -> Path:

@@ -331,6 +331,7 @@ def test_serve_option_help_comes_from_settings() -> None:
         "model": field_help("default_model"),
         "ctx": field_help("context_length"),
         "threads": field_help("threads"),
+        "engine": field_help("engine"),
     }
     assert helps["host"] == Settings.model_fields["host"].description
 

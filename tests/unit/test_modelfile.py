@@ -209,3 +209,23 @@ def test_from_paths(tmp_path: Path):
         gguf_path("./missing.gguf", tmp_path)
     with pytest.raises(InvalidRequestError, match="relative path"):
         gguf_path("./m.gguf", None)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("PARSER qwen3-coder", "qwen3_coder"),
+        ("PARSER hermes", "hermes"),
+        ("parser Llama3", "llama3"),
+    ],
+)
+def test_parser_names_the_tool_call_family_and_round_trips(line, expected):
+    parsed = parse_modelfile(f"FROM ./m.gguf\n{line}\n")
+    assert parsed.parser == expected
+    assert parse_modelfile(to_modelfile(parsed)).parser == expected
+
+
+@pytest.mark.parametrize("value", ["", "../x", "a b", "x" * 40])
+def test_a_parser_name_that_is_not_a_name_is_refused(value):
+    with pytest.raises(InvalidRequestError, match="line 2: PARSER"):
+        parse_modelfile(f"FROM ./m.gguf\nPARSER {value}\n")

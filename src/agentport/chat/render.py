@@ -8,11 +8,11 @@ per-request billing block is dropped so the prompt prefix is identical from turn
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from agentport.chat import tools_prompt
+from agentport.chat import call_formats, tools_prompt
+from agentport.chat.parsers import family_for
 from agentport.chat.template import ChatTemplate, TemplateRaised
 from agentport.core import (
     ChatRequest,
@@ -176,12 +176,7 @@ def _all_system_as_user(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _forced_prefix(
     request: ChatRequest, template: ChatTemplate, native: bool, name_in_prefix: bool
 ) -> str:
-    """Start the answer with the tool-call opening when the client forces a call."""
-    mode = request.tool_choice.mode
-    hermes = not native or tools_prompt.TOOL_CALL_OPEN in template.source
-    if not request.tools or not hermes or mode not in ("any", "tool"):
-        return ""
-    prefix = tools_prompt.TOOL_CALL_OPEN + "\n"
-    if mode == "tool" and request.tool_choice.name and name_in_prefix:
-        prefix += '{"name": ' + json.dumps(request.tool_choice.name) + ', "arguments": '
-    return prefix
+    """Start the answer with the call opening of the template's family when the client forces
+    a call (the runtime, which may know the family better, can replace it)."""
+    family = call_formats.prompt_family(family_for(template.source), native)
+    return call_formats.forced_prefix(request, family, name_in_prefix)

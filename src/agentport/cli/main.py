@@ -14,6 +14,7 @@ import typer
 
 from agentport import __version__
 from agentport.cli import models as model_commands
+from agentport.cli.bench import bench_app
 from agentport.cli.chat import ChatOptions, chat, run_once
 from agentport.cli.client import Client
 from agentport.cli.console import console, err_console, load_settings, reporting
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 launch_app = typer.Typer(help="Run a coding agent against the agentport server.")
 app.add_typer(launch_app, name="launch", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 
 
 def field_help(name: str) -> str:
@@ -45,9 +47,16 @@ def serve(
     model: Annotated[str | None, typer.Option(help=field_help("default_model"))] = None,
     ctx: Annotated[int | None, typer.Option(help=field_help("context_length"))] = None,
     threads: Annotated[int | None, typer.Option(help=field_help("threads"))] = None,
+    engine: Annotated[str | None, typer.Option(help=field_help("engine"))] = None,
 ) -> None:
     """Start the server (Anthropic, OpenAI and Ollama APIs) in the foreground."""
-    given = {"host": host, "default_model": model, "context_length": ctx, "threads": threads}
+    given = {
+        "host": host,
+        "default_model": model,
+        "context_length": ctx,
+        "threads": threads,
+        "engine": engine,
+    }
     settings = load_settings(**{k: v for k, v in given.items() if v is not None})
     from agentport.server.app import run_server
 

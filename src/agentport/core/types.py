@@ -90,6 +90,10 @@ class SamplingParams:
     max_tokens: int | None = None
     ignore_eos: bool = False  # benchmarks: generate exactly max_tokens
     grammar: str | None = None  # GBNF the output must follow (a forced tool call)
+    # With triggers the grammar is lazy (tool_choice auto): it applies from the first trigger
+    # on. Each is (text, pattern): the text where the vocabulary has it as one token, else the
+    # regex, matched against the end of the output so far; the grammar starts at its first group.
+    grammar_triggers: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

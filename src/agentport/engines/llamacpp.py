@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentport.cache.disk import DiskTier
 from agentport.core import SamplingParams
 from agentport.engines.base import EngineInfo, SlotUse
 from agentport.engines.llamacpp_batch import BatchLoop, Emit, Job
@@ -38,6 +39,9 @@ class EngineOptions:
     batch_size: int = 512
     flash_attention: bool = True
     metadata_cache: Path | None = None  # where parsed GGUF headers are remembered
+    prefix_cache_dir: Path | None = None  # the disk tier of the prefix cache; None: off
+    prefix_cache_bytes: int = 0  # its budget
+    prefix_cache_min_tokens: int = 1024  # reused prefixes this long are saved to disk
 
 
 def default_threads() -> int:
@@ -66,7 +70,30 @@ class LlamaCppEngine:
         self._embedder = None
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self.info = self._describe(shape, options, threads)
-        self._loop = BatchLoop(self, options.parallel, options.n_ctx, self.batch_size(options))
+        self._loop = BatchLoop(
+            self,
+            options.parallel,
+            options.n_ctx,
+            self.batch_size(options),
+            disk=self._disk_tier(path, options),
+            save_min_tokens=options.prefix_cache_min_tokens,
+        )
+
+    @staticmethod
+    def _disk_tier(path: Path, options: EngineOptions) -> DiskTier | None:
+        """Entries are keyed by the weights (a blob's name is its digest) and by every setting
+        that changes what the KV cells hold."""
+        if options.prefix_cache_dir is None or options.prefix_cache_bytes <= 0:
+            return None
+        stat = path.stat()
+        model_key = path.name if path.name.startswith("sha256-") else f"{path.stem}-{stat.st_size}"
+        settings_key = (
+            f"ctx{options.n_ctx}-{options.kv_type}-yarn{options.yarn_factor:g}"
+            f"-fa{int(options.flash_attention)}"
+        )
+        return DiskTier(
+            options.prefix_cache_dir, model_key, settings_key, options.prefix_cache_bytes
+        )
 
     @staticmethod
     def batch_size(options: EngineOptions) -> int:
@@ -163,9 +190,14 @@ class LlamaCppEngine:
         return SlotUse(self._loop.busy_slots, self._loop.waiting)
 
     def gate(self, params: SamplingParams) -> GrammarGate | None:
-        if not params.grammar:
-            return None
-        return GrammarGate(self.lib, self.ctx, self.vocab, params.grammar)
+        """The grammar gate for `params`; None without a grammar or where llama.cpp cannot
+        compile it (the answer is then unconstrained and the parser decides)."""
+
+        def single_token(text: str) -> int | None:
+            tokens = self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            return tokens[0] if len(tokens) == 1 else None
+
+        return GrammarGate.create(self.lib, self.ctx, self.vocab, params, single_token)
 
     # --- sampling ----------------------------------------------------------------------------
 

@@ -7,8 +7,11 @@ one chunk at most), runs one llama_decode, and samples one token for each slot t
 logits. Per token and slot that is one sample in llama.cpp's sampler chain, one detokenize into a
 reused buffer, one incremental UTF-8 decode and one `emit` call: nothing else.
 
-Each slot remembers the tokens its sequence holds in the KV cache; a new job takes the free slot
-sharing the longest prefix with its prompt, so an agent's next turn evaluates only the new tokens.
+Each slot remembers the tokens its sequence holds in the KV cache, and the prefix index
+(cache/prefix_index.py) finds the longest of them for a new prompt. A new job takes the free slot
+that holds it; when a busy slot (another session) holds a longer one, its cells are copied into
+a free slot; when the disk tier holds a longer one still, it is restored from disk. Reused
+prefixes of some size are saved to the disk tier, so they survive a restart.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agentport.cache import stats
+from agentport.cache.disk import DiskTier
+from agentport.cache.prefix_index import Match, PrefixIndex
 from agentport.core import SamplingParams
 from agentport.engines.base import Finished, Prefilled
 from agentport.errors import AgentportError, EngineError
@@ -29,6 +35,8 @@ from agentport.errors import AgentportError, EngineError
 log = logging.getLogger("agentport.engine")
 
 PIECE_BYTES = 256
+COPY_GAIN = 128  # tokens a copy from another sequence must save over a free slot's own prefix
+DISK_GAIN = 128  # tokens a disk restore must save over what the sequences offer
 Emit = Callable[[object], None]
 
 
@@ -62,6 +70,7 @@ class Slot:
         "next_token",
         "logits_at",
         "decode_started",
+        "save",
     )
 
     def __init__(self, seq: int) -> None:
@@ -77,28 +86,35 @@ class Slot:
         self.utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         self.produced, self.budget, self.next_token, self.logits_at = 0, 0, -1, -1
         self.decode_started = 0.0
+        self.save = False
 
     @property
     def prefilling(self) -> bool:
         return self.next_prompt < len(self.job.tokens)
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n, limit = 0, min(len(a), len(b))
-    while n < limit and a[n] == b[n]:
-        n += 1
-    return n
-
-
 class BatchLoop:
     """The decode thread of one model. `sampler(params, history)` builds a sampler chain and
     `gate(params, logits_index)` a grammar gate (or None); both come from the engine."""
 
-    def __init__(self, engine, parallel: int, n_ctx_seq: int, batch_size: int) -> None:
+    def __init__(
+        self,
+        engine,
+        parallel: int,
+        n_ctx_seq: int,
+        batch_size: int,
+        disk: DiskTier | None = None,
+        save_min_tokens: int = 1024,
+    ) -> None:
         lib = engine.lib
         self._engine, self._lib = engine, lib
         self._ctx, self._vocab, self._memory = engine.ctx, engine.vocab, engine.memory
         self._slots = [Slot(seq) for seq in range(parallel)]
+        self._index = PrefixIndex()
+        self._disk, self._save_min = disk, save_min_tokens
+        if disk is not None:
+            for key, entry in disk.entries.items():
+                self._index.put(("disk", key), entry.tokens)
         self._n_ctx_seq, self._batch_size = n_ctx_seq, batch_size
         self._batch = lib.llama_batch_init(batch_size, 0, 1)
         self._piece = ctypes.create_string_buffer(PIECE_BYTES)
@@ -226,14 +242,102 @@ class BatchLoop:
             self._assign(job, free)
 
     def _assign(self, job: Job, free: list[Slot]) -> None:
-        tokens = job.tokens
-        best = max(free, key=lambda s: (common_prefix(s.cached, tokens), -s.last_used))
-        reused = min(common_prefix(best.cached, tokens), len(tokens) - 1)
-        if not self._lib.llama_memory_seq_rm(self._memory, best.seq, reused, -1):
-            self._lib.llama_memory_seq_rm(self._memory, best.seq, 0, -1)
+        tokens, limit = job.tokens, len(job.tokens) - 1
+        free_ids = {slot.seq for slot in free}
+        own = self._index.longest(tokens, among=free_ids)
+        target = self._slots[own.holder] if own and own.length else self._oldest(free)
+        reused = min(own.length, limit) if own and own.holder == target.seq else 0
+        live = self._index.longest(tokens, among={s.seq for s in self._slots} - free_ids)
+        if live and min(live.length, limit) >= reused + COPY_GAIN:
+            target = self._oldest(free)
+            reused = self._copy(self._slots[live.holder], target, min(live.length, limit))
+        disk = self._disk_match(tokens)
+        if disk and min(disk.length, limit) >= reused + DISK_GAIN:
+            reused = self._restore(disk, target, min(disk.length, limit), reused)
+        if len(target.cached) > reused and reused < limit:
+            stats.EVICTIONS.inc(bool(target.cached[reused:]))
+        if not self._lib.llama_memory_seq_rm(self._memory, target.seq, reused, -1):
+            self._lib.llama_memory_seq_rm(self._memory, target.seq, 0, -1)
             reused = 0
-        del best.cached[reused:]
-        best.start(job, reused)
+        del target.cached[reused:]
+        self._index.put(target.seq, target.cached)
+        (stats.HITS if reused else stats.MISSES).inc()
+        stats.TOKENS_REUSED.inc(reused)
+        stats.TOKENS_EVALUATED.inc(len(tokens) - reused)
+        target.start(job, reused)
+        # Saved when the job ends (prompt and answer, the next turn's prefix), after its last
+        # event; never at admission: a copy's cells only arrive with the next decode.
+        target.save = reused >= self._save_min and self._disk is not None
+
+    @staticmethod
+    def _oldest(free: list[Slot]) -> Slot:
+        return min(free, key=lambda slot: (bool(slot.cached), slot.last_used))
+
+    def _copy(self, source: Slot, target: Slot, length: int) -> int:
+        """Copy `source`'s cells (another session's) into `target`; `length` tokens are shared."""
+        self._lib.llama_memory_seq_rm(self._memory, target.seq, 0, -1)
+        self._lib.llama_memory_seq_cp(self._memory, source.seq, target.seq, -1, -1)
+        target.cached = source.cached[:length]
+        stats.COPIES.inc()
+        return length
+
+    def _disk_match(self, tokens: list[int]) -> Match | None:
+        if self._disk is None or not self._disk.entries:
+            return None
+        return self._index.longest(tokens, among={("disk", key) for key in self._disk.entries})
+
+    def _restore(self, match: Match, target: Slot, length: int, fallback: int) -> int:
+        """Load a disk entry into `target`; on failure, what `target` still holds."""
+        entry = self._disk.entries.get(match.holder[1])
+        restored = entry is not None and self._disk.restore(
+            entry, lambda path: self._load_state(path, target.seq, len(entry.tokens))
+        )
+        if not restored:  # the file was damaged: removed, and the target may be empty now
+            self._index.remove(match.holder)
+            stats.DISK_REJECTS.inc()
+            if target.cached and self._lib.llama_memory_seq_pos_max(self._memory, target.seq) >= 0:
+                return fallback
+            target.cached = []
+            return 0
+        target.cached = list(entry.tokens[:length])
+        stats.DISK_RESTORES.inc()
+        return length
+
+    def _load_state(self, path, seq: int, capacity: int) -> list[int] | None:
+        lib = self._lib
+        lib.llama_memory_seq_rm(self._memory, seq, 0, -1)
+        tokens = (lib.llama_token * capacity)()
+        count = ctypes.c_size_t(0)
+        read = lib.llama_state_seq_load_file(
+            self._ctx, str(path).encode(), seq, tokens, capacity, ctypes.byref(count)
+        )
+        if read == 0:
+            lib.llama_memory_seq_rm(self._memory, seq, 0, -1)
+            return None
+        return list(tokens[: count.value])
+
+    def _save(self, slot: Slot) -> None:
+        prefix = list(slot.cached)
+        on_disk = self._disk_match(prefix)
+        uncovered = len(prefix) - (on_disk.length if on_disk else 0)
+        if uncovered < max(DISK_GAIN, len(prefix) // 4):
+            return  # the disk tier holds most of it: not worth another file
+        lib = self._lib
+
+        def write(path) -> bool:
+            array = (lib.llama_token * len(prefix))(*prefix)
+            size = lib.llama_state_seq_save_file(
+                self._ctx, str(path).encode(), slot.seq, array, len(prefix)
+            )
+            return size > 0
+
+        entry = self._disk.save(prefix, write)
+        if entry is not None:
+            self._index.put(("disk", entry.key), entry.tokens)
+            stats.DISK_SAVES.inc()
+        for holder in self._index.holders():  # entries the disk budget removed
+            if isinstance(holder, tuple) and holder[1] not in self._disk.entries:
+                self._index.remove(holder)
 
     def _drop_cancelled(self) -> None:
         for slot in self._slots:
@@ -252,6 +356,7 @@ class BatchLoop:
     def _prefilled(self, slot: Slot) -> None:
         job = slot.job
         now = time.perf_counter()
+        self._index.put(slot.seq, slot.cached)  # the whole prompt: other sessions may share it
         job.emit(
             Prefilled(
                 len(job.tokens), slot.reused, now - slot.admitted, slot.admitted - job.submitted
@@ -296,6 +401,9 @@ class BatchLoop:
             job.emit(tail)
         seconds = time.perf_counter() - slot.decode_started if slot.decode_started else 0.0
         job.emit(Finished(reason, slot.produced, seconds))
+        if slot.save:
+            slot.save = False
+            self._save(slot)
 
     def _error(self, slot: Slot, error: AgentportError) -> None:
         job = self._release(slot)
@@ -310,6 +418,7 @@ class BatchLoop:
             slot.gate.free()
         slot.chain = slot.gate = slot.job = None
         slot.last_used = time.perf_counter()
+        self._index.put(slot.seq, slot.cached)
         return job
 
     def _fail_all(self, error: AgentportError) -> None:

@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentport.chat.grammar import json_grammar, tool_call_grammar
-from agentport.chat.parsers import family_for, parser_for
+from agentport.chat.call_formats import call_format, calls_grammar, forced_prefix, prompt_family
+from agentport.chat.grammar import json_grammar
+from agentport.chat.parsers import family_for, parser_for, starts_in_thinking
 from agentport.chat.render import RenderedPrompt, render
 from agentport.chat.stream_text import StopMatcher
 from agentport.chat.template import ChatTemplate
@@ -64,6 +65,9 @@ def llamacpp_factory(path: Path, settings: Settings, plan: LoadPlan) -> Engine:
         batch_size=settings.batch_size,
         flash_attention=settings.flash_attention,
         metadata_cache=settings.metadata_cache,
+        prefix_cache_dir=settings.prefix_cache_dir,
+        prefix_cache_bytes=settings.prefix_cache_disk,
+        prefix_cache_min_tokens=settings.prefix_cache_min_tokens,
     )
     return LlamaCppEngine(path, options)
 
@@ -219,7 +223,7 @@ class Runtime:
             entry=entry,
             engine=engine,
             template=template,
-            family=family_for(template.source),
+            family=family_for(template.source, info.metadata, entry.config.get("parser")),
             executor=executor,
             defaults=defaults,
             load_seconds=time.perf_counter() - started,
@@ -318,22 +322,40 @@ class Runtime:
         self._touch(loaded)
 
     def _prompt(self, request: ChatRequest, loaded: LoadedModel) -> RenderedPrompt:
+        sampling = request.sampling
+        family = prompt_family(loaded.family, loaded.template.supports_tools)
+        sampling.grammar_triggers = []
         if request.output_format is not None:
-            request.sampling.grammar = json_grammar(request.output_format.schema)
+            sampling.grammar = json_grammar(request.output_format.schema)
         else:
-            request.sampling.grammar = self._forced_call_grammar(request)
+            sampling.grammar, sampling.grammar_triggers = self._forced_call_grammar(request, family)
         if request.prompt is None:
-            named = request.sampling.grammar is None
-            return render(request, loaded.template, loaded.name, name_in_prefix=named)
+            named = sampling.grammar is None
+            prompt = render(request, loaded.template, loaded.name, name_in_prefix=named)
+            wanted = forced_prefix(request, family, named)  # the model's family, as the grammar's
+            if prompt.forced_prefix != wanted:
+                text = prompt.text[: len(prompt.text) - len(prompt.forced_prefix)] + wanted
+                prompt = RenderedPrompt(text, wanted, prompt.native_tools)
+            return prompt
         if request.suffix is None:
             return RenderedPrompt(text=request.prompt)
         return RenderedPrompt(text=fill_in_the_middle(loaded, request.prompt, request.suffix))
 
-    def _forced_call_grammar(self, request: ChatRequest) -> str | None:
+    def _forced_call_grammar(
+        self, request: ChatRequest, family: str
+    ) -> tuple[str | None, list[tuple[str, str]]]:
+        """(grammar, lazy triggers) for the calls the request allows: a forced call (one, so
+        it ends early) is constrained from its first token; with tool_choice auto, calls are
+        constrained from their trigger on."""
         choice = request.tool_choice
-        if not request.tools or choice.mode not in ("any", "tool"):
-            return None
-        return tool_call_grammar(request.tools, choice.name if choice.mode == "tool" else None)
+        if not request.tools or choice.mode == "none" or request.prompt is not None:
+            return None, []
+        lazy = choice.mode == "auto"
+        only = choice.name if choice.mode == "tool" else None
+        grammar = calls_grammar(family, request.tools, only, lazy=lazy, parallel=lazy)
+        if grammar is None or not lazy:
+            return grammar, []
+        return grammar, call_format(family).triggers()
 
     async def embed(self, request: EmbedRequest) -> tuple[list[list[float]], int]:
         """(vectors, input tokens), on the model's worker thread after any running request."""
@@ -385,13 +407,15 @@ class Runtime:
 
     def _consumer(self, prepared: Prepared) -> Consumer:
         request = prepared.request
-        tool_names = [t.name for t in request.tools]
-        parser = parser_for(prepared.model.family, tool_names)
+        forced = request.sampling.grammar is not None and not request.sampling.grammar_triggers
+        thinking_open = not forced and starts_in_thinking(prepared.prompt.text)
+        parser = parser_for(prepared.model.family, request.tools, thinking_open)
         if prepared.prompt.forced_prefix:
             parser.feed(prepared.prompt.forced_prefix)
         stops = list(request.sampling.stop)
         if request.tools and request.tool_choice.mode == "none":
-            stops.append(TOOL_CALL_OPEN)
+            family = prompt_family(prepared.model.family, prepared.prompt.native_tools)
+            stops.extend(call_format(family).stops)
         return Consumer(
             parser=parser,
             stops=StopMatcher(stops),

@@ -15,9 +15,11 @@ from agentport import __version__
 from agentport.config import Settings
 from agentport.errors import AgentportError, InvalidRequestError, NotFoundError
 from agentport.runtime import Runtime
+from agentport.runtime.engine_choice import engine_factory
 from agentport.server import (
     routes_anthropic,
     routes_create,
+    routes_metrics,
     routes_ollama,
     routes_openai,
     routes_responses,
@@ -35,7 +37,7 @@ log = logging.getLogger("agentport.server")
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
-    runtime = runtime or Runtime(settings)
+    runtime = runtime or Runtime(settings, engine_factory=engine_factory(settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,6 +67,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(routes_responses.router)
     app.include_router(routes_store.router)
     app.include_router(routes_create.router)
+    app.include_router(routes_metrics.router)
     _add_misc_routes(app)
     return app
 

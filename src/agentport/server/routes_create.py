@@ -24,6 +24,7 @@ from pydantic import Field
 from starlette.requests import ClientDisconnect
 
 from agentport.api.common import Lenient, validate
+from agentport.chat.parsers import FAMILIES
 from agentport.errors import AgentportError, CancelledError, InvalidRequestError
 from agentport.runtime import Runtime
 from agentport.server.body import read_json
@@ -34,6 +35,7 @@ from agentport.store.modelfile import (
     add_parameter,
     is_blob_reference,
     parse_modelfile,
+    parser_name,
 )
 
 log = logging.getLogger("agentport.server")
@@ -60,6 +62,7 @@ class WireCreateRequest(Lenient):
     parameters: dict[str, Any] | None = None
     messages: list[WireMessage] | None = None
     license: str | list[str] | None = None
+    parser: str | None = None
     stream: bool = True
 
 
@@ -101,6 +104,9 @@ def decode_create(body: object) -> tuple[str, Modelfile, bool]:
         )
     parsed = parse_modelfile(wire.modelfile) if wire.modelfile else Modelfile()
     _overlay(parsed, wire)
+    if parsed.parser is not None and parsed.parser not in FAMILIES:
+        known = ", ".join(FAMILIES)
+        raise InvalidRequestError(f"unknown parser '{parsed.parser}'; known: {known}", "parser")
     return name, parsed, wire.stream
 
 
@@ -117,6 +123,8 @@ def _overlay(parsed: Modelfile, wire: WireCreateRequest) -> None:
         add_parameter(parsed.parameters, key, value)
     if wire.messages:
         parsed.messages = [_message(m) for m in wire.messages]
+    if wire.parser is not None:
+        parsed.parser = parser_name(wire.parser)
     if wire.license is not None:
         parsed.licenses = [wire.license] if isinstance(wire.license, str) else wire.license
 

@@ -173,7 +173,10 @@ def build(store: ModelStore, job: CreatePlan, progress: Progress) -> None:
     layers = [model_layer, *_text_layers(store, merged, progress), *base.other_layers]
     progress({"status": "writing manifest"})
     previous = _manifest_digests(store.manifest_path(job.name))
-    store.write_manifest(job.name, base.config, layers)
+    config = dict(base.config)
+    if merged.parser:
+        config["parser"] = merged.parser
+    store.write_manifest(job.name, config, layers)
     _remove_orphans(store, previous)
 
 
@@ -186,6 +189,7 @@ def merge(base: Modelfile, new: Modelfile) -> Modelfile:
         parameters={**base.parameters, **new.parameters},
         messages=new.messages or base.messages,
         licenses=new.licenses or base.licenses,
+        parser=new.parser or base.parser,
     )
 
 
@@ -335,6 +339,7 @@ def describe(store: ModelStore, entry: ModelEntry) -> Modelfile:
     """The Modelfile that recreates `entry`: FROM its model blob, and its text layers."""
     _, described, _ = read_layers(store, entry)
     described.source = str(entry.model_path.absolute())
+    described.parser = entry.config.get("parser")
     return described
 
 

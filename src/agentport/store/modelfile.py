@@ -31,8 +31,9 @@ from typing import Any
 
 from agentport.errors import InvalidRequestError
 
-INSTRUCTIONS = ("FROM", "PARAMETER", "TEMPLATE", "SYSTEM", "MESSAGE", "LICENSE")
-UNSUPPORTED = ("ADAPTER", "DRAFT", "RENDERER", "PARSER", "REQUIRES")
+INSTRUCTIONS = ("FROM", "PARAMETER", "TEMPLATE", "SYSTEM", "MESSAGE", "LICENSE", "PARSER")
+UNSUPPORTED = ("ADAPTER", "DRAFT", "RENDERER", "REQUIRES")
+PARSER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MESSAGE_ROLES = ("system", "user", "assistant")
 # Ollama's option names, with their types; `stop` is a list.
 PARAMETER_TYPES: dict[str, type] = {
@@ -73,6 +74,7 @@ class Modelfile:
     parameters: dict[str, Any] = field(default_factory=dict)
     messages: list[dict[str, str]] = field(default_factory=list)
     licenses: list[str] = field(default_factory=list)
+    parser: str | None = None  # the tool-call / thinking parser family, e.g. qwen3_coder
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -159,8 +161,19 @@ def _apply(parsed: Modelfile, instruction: str, key: str | None, value: str, num
         parsed.licenses.append(value)
     elif instruction == "TEMPLATE":
         parsed.template = value
+    elif instruction == "PARSER":
+        parsed.parser = parser_name(value, number)
     else:
         parsed.system = value
+
+
+def parser_name(value: str, number: int = 0) -> str:
+    """A parser family name as agentport spells it (Ollama writes qwen3-coder)."""
+    name = value.strip().lower().replace("-", "_")
+    if not PARSER_NAME.match(name):
+        message = f"PARSER needs a parser family name, not {value[:40]!r}"
+        raise _error(number, message) if number else InvalidRequestError(message, "modelfile")
+    return name
 
 
 def _add_parameter(parameters: dict[str, Any], name: str, value: str, number: int) -> None:
@@ -269,6 +282,8 @@ def to_modelfile(parsed: Modelfile) -> str:
         lines.append(f"TEMPLATE {quote(parsed.template)}")
     if parsed.system is not None:
         lines.append(f"SYSTEM {quote(parsed.system)}")
+    if parsed.parser is not None:
+        lines.append(f"PARSER {parsed.parser}")
     for name, value in parsed.parameters.items():
         for item in value if isinstance(value, list) else [value]:
             lines.append(f"PARAMETER {name} {quote(str(item))}")

@@ -1,0 +1,299 @@
+"""Benchmark targets: what a `--target` names, and starting and stopping the servers it needs.
+
+A target is written as
+
+- `agentport` (or `agentport:DIALECT`): `python -m agentport serve` started here, with its own
+  temporary home, on a free loopback port, one sequence, f16 KV and the benchmark's context and
+  threads; driven in the OpenAI dialect unless another is named;
+- `llama-server` (or `llama-server:DIALECT`): llama.cpp's own server, built by
+  `bench/llama_server.py` from the llama.cpp inside llama-cpp-python's source distribution, with
+  the same model file, context, threads, one slot and flash attention on;
+- `NAME=URL,DIALECT`: a server already running on 127.0.0.1 (Ollama, mlx_lm.server, vLLM, ...).
+
+Every server started here is stopped again by `started`, even when a run fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentport.bench.drivers import DIALECTS, HttpDriver, loopback
+from agentport.config import process_environment
+from agentport.errors import InvalidRequestError, LaunchError
+
+LOOPBACK = "127.0.0.1"
+STARTED = ("agentport", "llama-server")
+REPO_ROOT = Path(__file__).resolve().parents[3]  # src/agentport/bench/ -> the checkout
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    kind: str  # "agentport", "llama-server" or "url"
+    dialect: str
+    url: str | None = None
+
+
+@dataclass
+class ServerOptions:
+    """How started servers are configured: the same model, context and threads for all."""
+
+    model_path: Path
+    model_name: str = "smollm2:135m"
+    threads: int = 2
+    ctx: int = 8192
+    n_ctx_train: int = 0  # > 0 and < ctx: llama-server gets the same YaRN stretch as ours
+    llama_bin: Path | None = None
+    startup_timeout: float = 180.0
+    workdir: Path = field(default_factory=Path.cwd)
+
+
+@dataclass
+class Target:
+    """A target ready to be driven: its spec, its driver and, if started here, its process."""
+
+    spec: TargetSpec
+    url: str
+    driver: HttpDriver
+    version: str = ""
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def log_tail(self, n_bytes: int = 2000) -> str:
+        if self.log_path is None or not self.log_path.is_file():
+            return ""
+        return self.log_path.read_bytes()[-n_bytes:].decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------- specs
+
+
+def parse_target(text: str) -> TargetSpec:
+    """A TargetSpec from `agentport[:dialect]`, `llama-server[:dialect]` or `name=url,dialect`."""
+    text = text.strip()
+    if "=" in text:
+        name, _, rest = text.partition("=")
+        url, _, dialect = rest.partition(",")
+        loopback(url)
+        return TargetSpec(name.strip(), "url", _dialect(dialect or "openai"), url.rstrip("/"))
+    kind, _, dialect = text.partition(":")
+    if kind not in STARTED:
+        raise InvalidRequestError(
+            f"unknown target {text!r}: agentport, llama-server or NAME=URL,DIALECT"
+        )
+    return TargetSpec(kind, kind, _dialect(dialect or "openai"))
+
+
+def _dialect(text: str) -> str:
+    text = text.strip().lower()
+    if text not in DIALECTS:
+        raise InvalidRequestError(f"unknown dialect {text!r}: one of {', '.join(DIALECTS)}")
+    return text
+
+
+def check_unique(specs: list[TargetSpec]) -> None:
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise InvalidRequestError(f"target names must differ: {', '.join(names)}")
+
+
+# ---------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str, path: str, timeout: float = 2.0) -> dict | None:
+    """The JSON answer of a GET, or None when nothing answers or it is not a 200 object."""
+    host, port = loopback(url)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        data = json.loads(body) if resp.status == 200 else None
+        return data if isinstance(data, dict) else None
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        conn.close()
+
+
+def server_version(url: str) -> str:
+    """What a running server says its version is: Ollama-style, llama-server or vLLM."""
+    for path, key in (
+        ("/api/version", "version"),
+        ("/props", "build_info"),
+        ("/version", "version"),
+    ):
+        data = get_json(url, path)
+        if data and data.get(key):
+            return str(data[key])
+    return ""
+
+
+def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+
+def stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the process group we started, SIGKILL it after ``grace`` seconds."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def wait_ready(target: Target, ready: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if target.process is not None and target.process.poll() is not None:
+            raise LaunchError(f"{target.name} exited on start:\n{target.log_tail()}")
+        if time.monotonic() > deadline:
+            raise LaunchError(
+                f"{target.name} not ready after {timeout:.0f} s:\n{target.log_tail()}"
+            )
+        time.sleep(0.25)
+
+
+def start_agentport(spec: TargetSpec, opts: ServerOptions) -> Target:
+    home = opts.workdir / f"{spec.name}-home"
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {k: v for k, v in process_environment().items() if not k.startswith("AGENTPORT_")}
+    env.update(
+        AGENTPORT_HOST=f"{LOOPBACK}:{port}",
+        AGENTPORT_HOME=str(home),
+        AGENTPORT_THREADS=str(opts.threads),
+        AGENTPORT_CONTEXT_LENGTH=str(opts.ctx),
+        AGENTPORT_PARALLEL="1",
+        AGENTPORT_KV_TYPE="f16",
+        AGENTPORT_DEFAULT_MODEL=opts.model_name,
+    )
+    url = f"http://{LOOPBACK}:{port}"
+    log = home / "server.log"
+    process = _spawn([sys.executable, "-m", "agentport", "serve"], env, log)
+    from agentport import __version__
+
+    driver = HttpDriver(url, spec.dialect, opts.model_name)
+    return Target(spec, url, driver, f"agentport {__version__}", process, log)
+
+
+def _agentport_ready(url: str) -> bool:
+    return bool((get_json(url, "/api/ps") or {}).get("models"))
+
+
+def llama_server_binary(given: Path | None) -> Path:
+    """``given``, else the binary `bench/llama_server.py` finds or builds in this checkout."""
+    if given is not None:
+        if not given.is_file():
+            raise LaunchError(f"no llama-server at {given}")
+        return given
+    script = REPO_ROOT / "bench" / "llama_server.py"
+    if not script.is_file():
+        raise LaunchError("llama-server not found: pass --llama-bin (bench/ is not here)")
+    spec = importlib.util.spec_from_file_location("agentport_bench_llama_server", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    if not module.BIN_PATH.is_file():
+        print("building llama-server from the pinned sources (minutes) ...", file=sys.stderr)
+    return module.ensure_llama_server()
+
+
+def llama_args(opts: ServerOptions, port: int) -> list[str]:
+    """llama-server's arguments: one slot, the same context, threads, KV type and attention."""
+    args = ["-m", str(opts.model_path), "--host", LOOPBACK, "--port", str(port)]
+    args += ["-c", str(opts.ctx), "--parallel", "1", "-t", str(opts.threads)]
+    args += ["-fa", "on", "-ctk", "f16", "-ctv", "f16"]
+    if 0 < opts.n_ctx_train < opts.ctx:  # ours stretches the same way (planner.context)
+        scale = opts.ctx / opts.n_ctx_train
+        args += ["--rope-scaling", "yarn", "--rope-scale", f"{scale:g}"]
+        args += ["--yarn-orig-ctx", str(opts.n_ctx_train)]
+    return args
+
+
+def start_llama_server(spec: TargetSpec, opts: ServerOptions) -> Target:
+    binary = llama_server_binary(opts.llama_bin)
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    log = opts.workdir / f"{spec.name}.log"
+    process = _spawn([str(binary), *llama_args(opts, port)], process_environment(), log)
+    driver = HttpDriver(url, spec.dialect, opts.model_name)
+    return Target(spec, url, driver, _binary_version(binary), process, log)
+
+
+def _binary_version(binary: Path) -> str:
+    try:
+        done = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return "llama-server " + " ".join(line for line in lines if line.startswith("version"))
+
+
+def _llama_ready(url: str) -> bool:
+    return get_json(url, "/health") is not None
+
+
+def start(spec: TargetSpec, opts: ServerOptions) -> Target:
+    """Start (or, for a URL, reach) a target and wait until it can take a request."""
+    if spec.kind == "url":
+        url = spec.url or ""
+        target = Target(spec, url, HttpDriver(url, spec.dialect, opts.model_name))
+        target.version = server_version(url)
+        return target
+    if spec.kind == "agentport":
+        target, ready = start_agentport(spec, opts), _agentport_ready
+    else:
+        target, ready = start_llama_server(spec, opts), _llama_ready
+    try:
+        wait_ready(target, lambda: ready(target.url), opts.startup_timeout)
+    except BaseException:
+        stop_process(target.process)  # type: ignore[arg-type]
+        raise
+    return target
+
+
+@contextlib.contextmanager
+def started(specs: list[TargetSpec], opts: ServerOptions) -> Iterator[list[Target]]:
+    """All targets up, in order; every server started here is stopped on the way out."""
+    check_unique(specs)
+    targets: list[Target] = []
+    try:
+        for spec in specs:
+            targets.append(start(spec, opts))
+        yield targets
+    finally:
+        for target in targets:
+            if target.process is not None:
+                stop_process(target.process)
