@@ -104,7 +104,7 @@ def test_claude_code_print_mode(server, claude_bin, tmp_path):
         env=claude_env(server),
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=2400,  # a cold 20k-token prompt: minutes on 2 cores, more when shared
     )
     report = json.loads(result.stdout)
     assert report["type"] == "result", result.stderr[-2000:]
