@@ -112,6 +112,15 @@ def test_engine_records_show_pp_and_tg():
     assert "pp tok/s median" in header and "tg tok/s median" in header
 
 
+def test_mixed_scenarios_get_a_table_each(tmp_path: Path):
+    engine = record("engine")
+    engine["results"] = {"llamacpp": {"samples": {"tg_tps": [80.0], "ttft_s": [0.01]}}}
+    text = render_markdown([record(), engine])
+    headers = [line for line in text.splitlines() if line.startswith("| run |")]
+    assert len(headers) == 2 and "tg tok/s median" in headers[1]
+    plot([record(), engine], tmp_path / "mixed.png")
+
+
 def test_plot_writes_a_png(tmp_path: Path):
     path = tmp_path / "plot.png"
     plot([record(), record(stamp="2026-11-27T06:00:00+0000")], path)

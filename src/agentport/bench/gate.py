@@ -131,8 +131,8 @@ def render(result: GateResult) -> str:
         [
             item.target,
             _label(item.metric),
-            item.baseline,
-            item.current,
+            _shown(item.metric, item.baseline),
+            _shown(item.metric, item.current),
             f"{item.regression:+.1%}",
             f"{item.allowed:.1%}",
             "FAIL" if item.failed else "ok",
@@ -144,6 +144,13 @@ def render(result: GateResult) -> str:
     tail = f": {', '.join(failed)}" if failed else ""
     line = f"Regression gate (max {result.threshold:.0%} beyond the run-to-run spread): {verdict}"
     return markdown_table(headers, rows) + "\n\n" + line + tail + ".\n"
+
+
+def _shown(metric: str, value: float) -> str:
+    """A value as the table shows it: latencies (``*_s``) in milliseconds."""
+    if metric.endswith("_s"):
+        return f"{value * 1000:.1f} ms"
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
 
 
 def _label(metric: str) -> str:

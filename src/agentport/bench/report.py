@@ -28,6 +28,7 @@ SCHEMA = 1
 DIGEST_NAME = re.compile(r"^sha256[-:]([0-9a-f]{64})$")
 RATE_METRIC = {"engine": "tg_tps"}  # the decode-rate metric of a scenario (default decode_tps)
 SIDE_METRIC = {"engine": "pp_tps"}  # the second panel of the plot (default ttft_s)
+SKIP = ("threads", "targets")  # configuration the header line shows otherwise
 
 # ---------------------------------------------------------------------------- facts of the run
 
@@ -273,7 +274,7 @@ def header_line(record: dict) -> str:
     parts = [
         f"{record['scenario']} scenario, {model.get('file', '?')} ({model.get('quant', '?')})",
         f"{cfg.get('threads', '?')} threads",
-        ", ".join(f"{k} {v}" for k, v in cfg.items() if k not in ("threads", "targets")),
+        ", ".join(f"{k} {v}" for k, v in cfg.items() if k not in SKIP and v is not None),
         f"{hw.get('cpu')}, {hw.get('cores_logical')} CPUs, {ram:.0f} GiB"
         + (f", {hw['gpu']}" if hw.get("gpu") else ""),
         f"commit {(record['git'].get('commit') or '?')[:10]}"
@@ -284,6 +285,16 @@ def header_line(record: dict) -> str:
 
 def warnings(record: dict) -> list[str]:
     lines = []
+    wanted = record["config"].get("rounds") or record["config"].get("reps")
+    counted = max(
+        (
+            len(r.get("round_medians", {}).get(rate_metric(record), []))
+            for r in record["results"].values()
+        ),
+        default=0,
+    )
+    if wanted and counted < wanted:
+        lines.append(f"WARNING: only {counted} of {wanted} rounds were counted.")
     discarded = max((r.get("discarded_rounds") or 0 for r in record["results"].values()), default=0)
     if discarded:
         limit = record["config"].get("max_foreign")
@@ -310,17 +321,19 @@ def render_markdown(records: Sequence[dict]) -> str:
     """One table over all records (a run column when there are several), with each record's
     configuration, decode bound and warnings underneath."""
     with_run = len(records) > 1
-    headers, rows = [], []
+    tables: dict[tuple[str, ...], list[list]] = {}  # one table per set of columns
     for record in records:
-        headers, more = table_rows(record, with_run)
-        rows += more
-    lines = [markdown_table(headers, rows), ""]
+        headers, rows = table_rows(record, with_run)
+        tables.setdefault(tuple(headers), []).extend(rows)
+    lines = []
+    for headers, rows in tables.items():
+        lines += [markdown_table(headers, rows), ""]
     for record in records:
         prefix = f"{run_label(record)}: " if with_run else ""
         lines.append(prefix + header_line(record))
         if line := bound_line(record):
             lines.append(prefix + line)
-        lines += warnings(record)
+        lines += [prefix + line for line in warnings(record)]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -336,13 +349,13 @@ def plot(records: Sequence[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
-    labels, x = [], 0
+    labels, x, bound_drawn, side = [], 0, False, _side(records)
     for record in records:
         names = [t for t in record["results"] if record["results"][t]["samples"]]
         start = x
         for name in names:
             _bar(left, x, record, name, rate_metric(record))
-            _bar(right, x, record, name, SIDE_METRIC.get(record["scenario"], "ttft_s"))
+            _bar(right, x, record, name, side)
             labels.append(name if len(records) == 1 else f"{name}\n{run_label(record)[-11:]}")
             x += 1
         if record.get("bound") and names:
@@ -352,14 +365,15 @@ def plot(records: Sequence[dict], path: Path) -> None:
                 x - 0.6,
                 colors="black",
                 linestyles="dashed",
-                label="bandwidth bound" if start == 0 else None,
+                label=None if bound_drawn else "bandwidth bound",
             )
-    for ax, metric in ((left, rate_metric(records[0])), (right, _side(records[0]))):
+            bound_drawn = True
+    for ax, metric in ((left, rate_metric(records[0])), (right, side)):
         ax.set_xticks(range(x), labels, fontsize=8)
         ax.set_ylabel(LABELS[metric] + (" (ms)" if metric.endswith("_s") else ""))
         ax.set_ylim(bottom=0)
         ax.grid(True, axis="y", alpha=0.3)
-    if any(r.get("bound") for r in records):
+    if bound_drawn:
         left.legend(loc="best", fontsize=8)
     fig.suptitle(_title(records), fontsize=9)
     fig.tight_layout()
@@ -367,8 +381,10 @@ def plot(records: Sequence[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _side(record: dict) -> str:
-    return SIDE_METRIC.get(record["scenario"], "ttft_s")
+def _side(records: Sequence[dict]) -> str:
+    """The second panel's metric: the scenario's own, or TTFT when scenarios are mixed."""
+    sides = {SIDE_METRIC.get(r["scenario"], "ttft_s") for r in records}
+    return sides.pop() if len(sides) == 1 else "ttft_s"
 
 
 def _bar(ax, x: int, record: dict, target: str, metric: str) -> None:

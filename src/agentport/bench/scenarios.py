@@ -146,10 +146,12 @@ def alternate(targets: Sequence[Target], cfg: LoadConfig, log: Log = stderr_log)
     while counted < cfg.rounds and tries < 4 * cfg.rounds:
         label = f"r{tries}"
         tries += 1
-        measured = {}
+        measured: dict[str, Measured] = {}
         for target in targets:
             measured[target.name] = measure(target, cfg, label)
             _log_round(log, target.name, label, measured[target.name])
+            if _contended(measured, cfg.max_foreign):
+                break  # the round is lost: do not spend the other targets' time on it
         if _contended(measured, cfg.max_foreign):
             log(f"{'':>14} {label:>9}: discarded, other processes were busy")
             continue
@@ -175,7 +177,7 @@ def _log_round(log: Log, name: str, label: str, m: Measured) -> None:
 
 
 def _add_cpu_per_token(result: dict, seconds: float | None, timelines) -> None:
-    """The server's CPU time over the round's output tokens: immune to a busy machine."""
+    """The server's CPU time over the round's output tokens: less sensitive to a busy machine."""
     tokens = sum(tl.tokens for tl in timelines)
     value = seconds / tokens if seconds is not None and tokens else None
     result["samples"].setdefault("cpu_per_token_s", []).extend([] if value is None else [value])
