@@ -155,3 +155,4 @@ def test_a_schema_that_defeats_the_converter_is_relaxed_to_any_arguments():
     tools = [ToolSpec("Loop", "", {**looping, "$ref": "#/$defs/a"}), TOOLS[0]]
     grammar = calls_grammar("hermes", tools)
     assert grammar is not None and compiles(grammar) and "Loop" in grammar
+    assert "Read-args-object-file-path-kv" in grammar  # the other tool keeps its schema

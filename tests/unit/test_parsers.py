@@ -941,3 +941,19 @@ def test_random_output_never_breaks_the_invariants(seed):
         results = [feed(family, split(output), thinking_open) for split in (whole, pieces(seed))]
         outcome(results[0])
         assert normalized(results[1]) == normalized(results[0]), (family, output)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_call_the_output_ends_inside_is_marked_cut_with_its_text(family):
+    written = '<tool_call>{"name": "Bash", "arguments": {"command": "ls -la /tm'
+    parser = parser_for(family, TOOLS)
+    events = parser.feed(written) + parser.finish()
+    ends = [e for e in events if isinstance(e, ToolCallEnd)]
+    assert [e.cut for e in ends] == [written]
+
+
+def test_a_complete_call_is_not_marked_cut():
+    parser = parser_for("hermes", TOOLS)
+    events = parser.feed('<tool_call>{"name": "Read", "arguments": {"path": "a"}}</tool_call>')
+    events += parser.finish()
+    assert [e.cut for e in events if isinstance(e, ToolCallEnd)] == [None]

@@ -6,6 +6,8 @@ Pure functions and small state machines, no I/O:
   Ollama. `options` carries the sampling knobs; `num_ctx` and `num_thread` are accepted and
   ignored (the server sizes the context and the threads). A non-empty `template` on
   /api/generate is refused with a 400: the model's own chat template is always used.
+  /api/chat also takes OpenAI's `tool_choice` ("required" or a named function forces a call),
+  which Ollama's API lacks.
 - Core events -> Ollama's NDJSON lines (`ChatStreamEncoder`, `GenerateStreamEncoder`) or one
   JSON object (`ChatBuilder`, `GenerateBuilder`). Text and thinking that arrive in one batch
   share a line; a tool call is sent whole, its arguments as an object, once it is complete.
@@ -28,6 +30,7 @@ from pydantic import Field
 
 from agentport import __version__
 from agentport.api.common import Lenient, validate
+from agentport.api.openai import decode_tool_choice
 from agentport.core import (
     ChatRequest,
     ContentPart,
@@ -117,6 +120,7 @@ class _Generation(Lenient):
 class WireChatRequest(_Generation):
     messages: list[WireMessage] = Field(default_factory=list)
     tools: list[WireTool] | None = None
+    tool_choice: str | dict[str, Any] | None = None  # an extension: OpenAI's forms
 
 
 class WireGenerateRequest(_Generation):
@@ -156,6 +160,7 @@ def decode_chat(body: object) -> ChatRequest:
     request = _decode_generation(wire)
     request.messages = _messages(wire.messages)
     request.tools = [_tool(t) for t in wire.tools or []]
+    request.tool_choice = decode_tool_choice(wire.tool_choice, request.tools)
     return request
 
 

@@ -179,7 +179,7 @@ def decode_chat(body: object) -> DecodedChat:
         model=wire.model,
         messages=_messages(wire.messages),
         tools=tools,
-        tool_choice=_tool_choice(wire.tool_choice, tools),
+        tool_choice=decode_tool_choice(wire.tool_choice, tools),
         sampling=_sampling(wire, wire.max_completion_tokens or wire.max_tokens),
         thinking=_thinking(wire.reasoning_effort),
         stream=wire.stream,
@@ -363,7 +363,8 @@ def _tool(tool: WireTool, where: str) -> ToolSpec:
     return ToolSpec(name=function.name, description=function.description, input_schema=schema)
 
 
-def _tool_choice(choice: str | dict[str, Any] | None, tools: list[ToolSpec]) -> ToolChoice:
+def decode_tool_choice(choice: str | dict[str, Any] | None, tools: list[ToolSpec]) -> ToolChoice:
+    """OpenAI's tool_choice (also accepted by /api/chat, which has none of its own)."""
     if choice is None or choice == "auto":
         return ToolChoice()
     if choice == "none":

@@ -16,7 +16,8 @@ the arguments are valid for that tool's input_schema (`grammar.py`). A forced ca
 any / a named tool) starts the answer with `forced_prefix` and is generated under the grammar
 from the first token; with tool_choice auto the grammar is lazy: it applies once the model writes
 one of `triggers`, and includes the trigger itself. A tool whose schema defeats the converter is
-relaxed to "any object" arguments; if even that fails there is no grammar and the parser decides.
+relaxed to "any object" arguments (the others keep theirs); if even that fails there is no
+grammar and the parser decides.
 """
 
 from __future__ import annotations
@@ -127,14 +128,23 @@ def calls_grammar(
 
 @lru_cache(maxsize=64)
 def _cached_grammar(family: str, key: str, lazy: bool, parallel: bool) -> str | None:
+    fmt = call_format(family)
     tools = [ToolSpec(name, "", schema) for name, schema in json.loads(key)]
-    grammar = _build(call_format(family), tools, lazy, parallel)
+    grammar = _build(fmt, tools, lazy, parallel)
     if grammar is not None and compiles(grammar):
         return grammar
-    log.warning("tool schemas not convertible to a grammar; relaxing the arguments")
-    relaxed = [ToolSpec(t.name, "", ANY_OBJECT) for t in tools]
-    grammar = _build(call_format(family), relaxed, lazy, parallel)
+    relaxed = [_compilable(fmt, tool) for tool in tools]
+    grammar = _build(fmt, relaxed, lazy, parallel)
     return grammar if grammar is not None and compiles(grammar) else None
+
+
+def _compilable(fmt: CallFormat, tool: ToolSpec) -> ToolSpec:
+    """The tool, or the tool with any object as arguments if its schema defeats the grammar."""
+    grammar = _build(fmt, [tool], lazy=False, parallel=False)
+    if grammar is not None and compiles(grammar):
+        return tool
+    log.warning("the schema of tool %r is not convertible to a grammar; relaxing it", tool.name)
+    return ToolSpec(tool.name, "", ANY_OBJECT)
 
 
 def _build(fmt: CallFormat, tools: list[ToolSpec], lazy: bool, parallel: bool) -> str | None:

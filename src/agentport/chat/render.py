@@ -36,8 +36,14 @@ class RenderedPrompt:
 
 
 def render(
-    request: ChatRequest, template: ChatTemplate, model: str = "", name_in_prefix: bool = True
+    request: ChatRequest,
+    template: ChatTemplate,
+    model: str = "",
+    name_in_prefix: bool = True,
+    family: str | None = None,
 ) -> RenderedPrompt:
+    """The prompt text; a forced call's answer starts in the syntax of `family` (the model's,
+    as the runtime detected it; by default the template's)."""
     native = bool(request.tools) and template.supports_tools
     messages = _template_messages(request, native, model)
     tools = [tools_prompt.openai_function(t) for t in request.tools] if native else None
@@ -45,7 +51,8 @@ def render(
     if request.thinking is not None and template.supports_thinking_switch:
         extra["enable_thinking"] = request.thinking
     text = _render_with_fallbacks(template, messages, tools, extra)
-    prefix = _forced_prefix(request, template, native, name_in_prefix)
+    family = call_formats.prompt_family(family or family_for(template.source), native)
+    prefix = call_formats.forced_prefix(request, family, name_in_prefix)
     return RenderedPrompt(text=text + prefix, forced_prefix=prefix, native_tools=native)
 
 
@@ -171,12 +178,3 @@ def _all_system_as_user(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {"role": "user", "content": f"[system]\n{m['content']}"} if m["role"] == "system" else m
         for m in messages
     ]
-
-
-def _forced_prefix(
-    request: ChatRequest, template: ChatTemplate, native: bool, name_in_prefix: bool
-) -> str:
-    """Start the answer with the call opening of the template's family when the client forces
-    a call (the runtime, which may know the family better, can replace it)."""
-    family = call_formats.prompt_family(family_for(template.source), native)
-    return call_formats.forced_prefix(request, family, name_in_prefix)

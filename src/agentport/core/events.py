@@ -81,6 +81,7 @@ class ToolCallDelta:
 @dataclass(slots=True)
 class ToolCallEnd:
     index: int
+    cut: str | None = None  # the call's text as written, where the output ended inside it
 
 
 @dataclass(slots=True)

@@ -14,9 +14,10 @@ every token through at no cost.
 
 A call must also end within `max_tokens`: a small model can ramble inside a string until the
 budget runs out, leaving a call that no parser reads. So over the budget's last half (at most
-`RESERVE` tokens) an unfinished grammar steers to the end: of the likeliest tokens the grammar
-allows it takes the likeliest of those that head best for a close (a quote inside a JSON string,
-the end tag of a raw text value, closing brackets rather than a comma between values).
+`RESERVE` tokens) an unfinished grammar steers to the end: of the tokens the grammar allows it
+takes the longest of those that head best for a close (a quote inside a JSON string, the end tag
+of a raw text value, closing brackets rather than a comma between values), else the likeliest;
+and a forced grammar that is complete ends the answer there rather than begin another call.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ log = logging.getLogger("agentport.engine")
 
 WINDOW = 256  # tokens between fresh starts of a dormant lazy grammar
 REPLAY = 16  # tokens replayed into the fresh start: a trigger split across the cut still counts
-RESERVE = 64  # at most this many last tokens of the budget steer an unfinished call to its end
+RESERVE = 128  # at most this many last tokens of the budget steer an unfinished call to its end
 # How much a character of a token between values heads for the end: closing brackets most,
 # a comma (one more value) or an opening bracket least.
 CLOSING = {ord("}"): 3, ord("]"): 3, ord("/"): 2, ord('"'): 1, ord("<"): 1, ord(","): -2}
@@ -69,6 +70,7 @@ class GrammarGate:
         self._ids = np.arange(self._n_vocab, dtype=np.int32)
         self._recent = [0] * REPLAY
         self._seen = 0
+        self._started = not self._lazy  # the grammar has applied (a lazy one: seen constraining)
         self._steer_from = None if budget is None else budget - max(min(RESERVE, budget // 2), 1)
         self._pieces: list[bytes] = []  # every token's text, read when steering starts
         self._probes = (-1, -1)  # a letter and a newline
@@ -122,8 +124,13 @@ class GrammarGate:
         end of the call)."""
         if self.sampler is None:
             return token
-        if self._steer_from is not None and self._seen >= self._steer_from and self.constraining:
+        steering = self._steer_from is not None and self._seen >= self._steer_from
+        constraining = steering and self.constraining
+        self._started = self._started or constraining
+        if constraining:
             chosen = self._steer(logits_at)
+        elif steering and self._started and self._probe >= 0:
+            chosen = self._probe  # complete: end here rather than begin another call
         else:
             chosen = token if self.allows(token) else self._resample(chain, logits_at)
         self._lib.llama_sampler_accept(self.sampler, chosen)
@@ -175,7 +182,11 @@ class GrammarGate:
         self._apply_all(logits_at)
         logits = self._view["logit"].copy()
         allowed = np.isfinite(logits)
-        logits[~(allowed & (scores == scores[allowed].max()))] = -np.inf
+        top = scores[allowed].max()
+        best = allowed & (scores == top)
+        if top > 0:  # of the tokens that head for the end, the one that gets furthest
+            best &= self._lengths == self._lengths[best].max()
+        logits[~best] = -np.inf
         chosen = int(np.argmax(logits))
         self._tail = (self._tail + self._pieces[chosen])[-len(TEXT_END) :] if raw else b""
         return chosen
@@ -193,9 +204,8 @@ class GrammarGate:
             size = lib.llama_token_to_piece(self._vocab, token, buffer, 256, 0, True)
             self._pieces.append(buffer.raw[: max(size, 0)])
         self._first = np.array([p[0] if p else 0 for p in self._pieces], dtype=np.uint8)
-        self._closing = np.array(
-            [sum(CLOSING.get(byte, 0) for byte in piece) for piece in self._pieces], dtype=np.int32
-        )
+        self._lengths = np.array([len(p) for p in self._pieces], dtype=np.int32)
+        self._closing = np.array([_closing(piece) for piece in self._pieces], dtype=np.int32)
         self._probes = (self._token_of(b"e"), self._token_of(b"\n"))
 
     def _token_of(self, text: bytes) -> int:
@@ -234,6 +244,12 @@ class GrammarGate:
         if self.sampler is not None:
             self._lib.llama_sampler_free(self.sampler)
             self.sampler = None
+
+
+def _closing(piece: bytes) -> int:
+    """How much `piece` heads for the end of a call: its closing characters, each counting
+    half as much as the one before it (`"\\n<` begins a new call where `<` may end the list)."""
+    return sum(CLOSING.get(byte, 0) * 2 ** (8 - i) for i, byte in enumerate(piece[:8]))
 
 
 def _rest_of(target: bytes, written: bytes) -> bytes:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentport.chat.call_formats import call_format, calls_grammar, forced_prefix, prompt_family
+from agentport.chat.call_formats import call_format, calls_grammar, prompt_family
 from agentport.chat.grammar import json_grammar
 from agentport.chat.parsers import family_for, parser_for, starts_in_thinking
 from agentport.chat.render import RenderedPrompt, render
@@ -331,12 +331,7 @@ class Runtime:
             sampling.grammar, sampling.grammar_triggers = self._forced_call_grammar(request, family)
         if request.prompt is None:
             named = sampling.grammar is None
-            prompt = render(request, loaded.template, loaded.name, name_in_prefix=named)
-            wanted = forced_prefix(request, family, named)  # the model's family, as the grammar's
-            if prompt.forced_prefix != wanted:
-                text = prompt.text[: len(prompt.text) - len(prompt.forced_prefix)] + wanted
-                prompt = RenderedPrompt(text, wanted, prompt.native_tools)
-            return prompt
+            return render(request, loaded.template, loaded.name, named, loaded.family)
         if request.suffix is None:
             return RenderedPrompt(text=request.prompt)
         return RenderedPrompt(text=fill_in_the_middle(loaded, request.prompt, request.suffix))

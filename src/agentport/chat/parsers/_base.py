@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from agentport.chat.parsers._calls import JsonCallsSection
 from agentport.chat.parsers._core import Out, Section, ToolSet
 from agentport.chat.stream_text import find_first, partial_suffix
-from agentport.core import StreamEvent, ToolSpec
+from agentport.core import StreamEvent, ToolCallEnd, ToolSpec
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 THINK_TAGS = (("<think>", "</think>"),)
@@ -103,8 +103,17 @@ class StreamParser:
             self.out.text(rest)
         elif not self.section.finish(rest):
             self._fallback(rest)
+        else:
+            self._mark_cut(self.opener + "".join(self.raw) + rest)
         self.section = None
         return self.out.take()
+
+    def _mark_cut(self, written: str) -> None:
+        """The output ended inside a call: its end says so, with the call's text."""
+        for event in reversed(self.out.events):
+            if isinstance(event, ToolCallEnd):
+                event.cut = written
+                return
 
     def _think(self) -> Section:
         return ThinkSection(self.out, tuple(closer for _, closer in self.THINK))
