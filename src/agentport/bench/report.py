@@ -226,6 +226,8 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 def table_rows(record: dict, with_run: bool) -> tuple[list[str], list[list]]:
     columns = ENGINE_COLUMNS if record["scenario"] == "engine" else HTTP_COLUMNS
+    if (record["config"].get("concurrency") or 1) > 1:  # the concurrency scenario
+        columns = (*columns, ("throughput_tps", "median", 1.0))
     rate = rate_metric(record)
     stats, bound = summary(record), record.get("bound")
     headers = [_header(*c) for c in columns]

@@ -55,6 +55,7 @@ class ServerOptions:
     threads: int = 2
     ctx: int = 8192
     n_ctx_train: int = 0  # > 0 and < ctx: llama-server gets the same YaRN stretch as ours
+    parallel: int = 1  # sequences each server decodes at once (the concurrency scenario's slots)
     llama_bin: Path | None = None
     startup_timeout: float = 180.0
     workdir: Path = field(default_factory=Path.cwd)
@@ -194,7 +195,7 @@ def start_agentport(spec: TargetSpec, opts: ServerOptions) -> Target:
         AGENTPORT_HOME=str(home),
         AGENTPORT_THREADS=str(opts.threads),
         AGENTPORT_CONTEXT_LENGTH=str(opts.ctx),
-        AGENTPORT_PARALLEL="1",
+        AGENTPORT_PARALLEL=str(opts.parallel),
         AGENTPORT_KV_TYPE="f16",
         AGENTPORT_DEFAULT_MODEL=opts.model_name,
     )
@@ -229,9 +230,11 @@ def llama_server_binary(given: Path | None) -> Path:
 
 
 def llama_args(opts: ServerOptions, port: int) -> list[str]:
-    """llama-server's arguments: one slot, the same context, threads, KV type and attention."""
+    """llama-server's arguments: as many slots as ours, each with the same context (llama-server
+    splits `-c` among its slots), threads, KV type and attention."""
     args = ["-m", str(opts.model_path), "--host", LOOPBACK, "--port", str(port)]
-    args += ["-c", str(opts.ctx), "--parallel", "1", "-t", str(opts.threads)]
+    args += ["-c", str(opts.ctx * opts.parallel), "--parallel", str(opts.parallel)]
+    args += ["-t", str(opts.threads)]
     args += ["-fa", "on", "-ctk", "f16", "-ctv", "f16"]
     if 0 < opts.n_ctx_train < opts.ctx:  # ours stretches the same way (planner.context)
         scale = opts.ctx / opts.n_ctx_train

@@ -114,7 +114,7 @@ def _gate(record: dict, baseline: Path | None, max_regression: str) -> None:
         raise typer.Exit(code=REGRESSION_EXIT)
 
 
-def _http_run(targets, model, model_name, threads, ctx, llama_bin, reference, copy_mib):
+def _http_run(targets, model, model_name, threads, ctx, llama_bin, reference, copy_mib, parallel=1):
     from agentport.bench.scenarios import HttpRun
     from agentport.bench.targets import ServerOptions, parse_target
 
@@ -122,7 +122,9 @@ def _http_run(targets, model, model_name, threads, ctx, llama_bin, reference, co
     names = [s.name for s in specs]
     if reference is not None and reference not in names:
         fail(f"--reference {reference} is not one of the targets ({', '.join(names)})")
-    server = ServerOptions(_model_path(model), model_name, _threads(threads), ctx, 0, llama_bin)
+    server = ServerOptions(
+        _model_path(model), model_name, _threads(threads), ctx, 0, parallel, llama_bin
+    )
     return HttpRun(specs, server, reference, copy_mib)
 
 
@@ -187,7 +189,9 @@ def serve_command(
     with _stoppable(), reporting():
         foreign = _share(max_foreign_cpu)
         cfg = LoadConfig(requests, concurrency, tokens, prompt_words, rounds, warmup, foreign)
-        run = _http_run([target], model, model_name, threads, ctx, llama_bin, None, copy_mib)
+        run = _http_run(
+            [target], model, model_name, threads, ctx, llama_bin, None, copy_mib, concurrency
+        )
         record = run_http("serve", run, cfg)
     _emit(record, out)
 
@@ -228,7 +232,9 @@ def compare_command(
     with _stoppable(), reporting():
         foreign = _share(max_foreign_cpu)
         cfg = LoadConfig(requests, concurrency, tokens, prompt_words, rounds, warmup, foreign)
-        run = _http_run(targets, model, model_name, threads, ctx, llama_bin, ref, copy_mib)
+        run = _http_run(
+            targets, model, model_name, threads, ctx, llama_bin, ref, copy_mib, concurrency
+        )
         record = run_http("compare", run, cfg)
     _emit(record, out)
     with reporting():
