@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import math
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,21 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agentport.bench.metrics import percentile  # noqa: F401  (the scripts import it from here)
+from agentport.bench.targets import free_port  # noqa: F401
+
 LOOPBACK = "127.0.0.1"
 
 # ---------------------------------------------------------------------------- stats
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) with linear interpolation between closest ranks."""
-    if not values:
-        raise ValueError("percentile of an empty sequence")
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile q must be in [0, 100], got {q}")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
@@ -269,13 +258,6 @@ def _timed_frames(resp: http.client.HTTPResponse) -> Iterator[tuple[float, SseFr
 
 
 # ---------------------------------------------------------------------------- servers
-
-
-def free_port() -> int:
-    """A TCP port on the loopback address that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 class ServerProcess:

@@ -412,6 +412,12 @@ def test_each_family_grammar_accepts_a_written_call(engine, family):
     feed(engine, lazy, fmt.forced_prefix + WRITTEN[family])
     assert lazy.allows(eos(engine))
     lazy.free()
+    bare = gate_for(engine, calls_grammar(family, FAMILY_TOOLS, lazy=True), fmt.triggers())
+    feed(engine, bare, WRITTEN["generic"][:7])  # `{"name"`: every parser reads a bare call
+    assert bare.constraining
+    feed(engine, bare, WRITTEN["generic" if family != "llama3" else "llama3"][7:])
+    assert bare.allows(eos(engine))
+    bare.free()
 
 
 def generate(engine, tokens: list[int], params: SamplingParams) -> tuple[str, Finished]:

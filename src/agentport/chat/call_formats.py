@@ -15,7 +15,8 @@ One `CallFormat` per family (the names of the parser modules in `chat/parsers/`)
 the arguments are valid for that tool's input_schema (`grammar.py`). A forced call (tool_choice
 any / a named tool) starts the answer with `forced_prefix` and is generated under the grammar
 from the first token; with tool_choice auto the grammar is lazy: it applies once the model writes
-one of `triggers`, and includes the trigger itself. A tool whose schema defeats the converter is
+one of `triggers`, and includes the trigger itself (a bare JSON call as the whole answer, which
+every parser reads, is one of them). A tool whose schema defeats the converter is
 relaxed to "any object" arguments (the others keep theirs); if even that fails there is no
 grammar and the parser decides.
 """
@@ -74,11 +75,9 @@ class CallFormat:
         if self.anywhere:
             tail = _optional_prefixes(self.forced_prefix[len(self.trigger) :])
             out.append((self.trigger, f"({regex_escape(self.trigger)}){tail}$"))
-        else:
-            out.append(("", JSON_START))
         if self.also:
             out.append((self.also, f"({regex_escape(self.also)})$"))
-        return out
+        return [*out, ("", JSON_START)]  # every parser also reads a bare JSON call as the answer
 
     def lazy_root(self, body: str) -> str:
         if self.also:
@@ -154,7 +153,11 @@ def _build(fmt: CallFormat, tools: list[ToolSpec], lazy: bool, parallel: bool) -
     except (RecursionError, ValueError, TypeError) as exc:
         log.warning("tool schemas not convertible to a grammar (%s)", exc)
         return None
-    return rules.grammar(fmt.lazy_root(body) if lazy else body)
+    if not lazy:
+        return rules.grammar(body)
+    if fmt.anywhere:  # or the bare JSON call that JSON_START triggers
+        return rules.grammar(f"{fmt.lazy_root(body)} | {_generic_body(tools, rules, False)}")
+    return rules.grammar(fmt.lazy_root(body))
 
 
 # --- shared pieces --------------------------------------------------------------------------------

@@ -171,6 +171,22 @@ class Section:
         return True
 
 
+class StateSection(Section):
+    """A Section read by a state machine: `state` names the method that reads on from an index,
+    `_<state>(text, index)`, which returns the next index, or None to wait for more text."""
+
+    state = ""
+
+    def feed(self, text: str) -> int:
+        index = 0
+        while index < len(text) and not (self.done or self.failed):
+            step = getattr(self, "_" + self.state)(text, index)
+            if step is None:
+                break
+            index = step
+        return index
+
+
 class ArgumentStream:
     """One call's arguments object, streamed: ToolCallStart on creation, a delta per piece,
     ToolCallEnd when the object closes. A malformed or cut-off object is closed where it broke,

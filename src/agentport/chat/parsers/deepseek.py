@@ -19,7 +19,7 @@ from agentport.chat.parsers._core import (
     WHITESPACE,
     ArgumentStream,
     Out,
-    Section,
+    StateSection,
     ToolSet,
     match_at,
 )
@@ -41,7 +41,7 @@ FENCE = "```"
 MAX_HEAD = 256
 
 
-class CallsSection(Section):
+class CallsSection(StateSection):
     """From the calls-begin token to the calls-end token: one call after another."""
 
     def __init__(self, tools: ToolSet, out: Out, state: str = "between") -> None:
@@ -50,15 +50,6 @@ class CallsSection(Section):
         self.name = ""
         self.stream: ArgumentStream | None = None
         self.calls = 0
-
-    def feed(self, text: str) -> int:
-        index = 0
-        while index < len(text) and not (self.done or self.failed):
-            step = getattr(self, "_" + self.state)(text, index)
-            if step is None:
-                break
-            index = step
-        return index
 
     def finish(self, rest: str) -> bool:
         if self.stream is not None:

@@ -14,7 +14,7 @@ from agentport.chat.parsers._core import (
     WHITESPACE,
     ArgumentStream,
     Out,
-    Section,
+    StateSection,
     ToolSet,
 )
 from agentport.chat.stream_text import find_first, partial_suffix
@@ -26,7 +26,7 @@ NAME = re.compile(r"[\w.\-]+")
 MAX_NAME = 256
 
 
-class CallsSection(Section):
+class CallsSection(StateSection):
     """What follows one `[TOOL_CALLS]`: a JSON list of calls, or one named call."""
 
     def __init__(self, tools: ToolSet, out: Out) -> None:
@@ -35,15 +35,6 @@ class CallsSection(Section):
         self.inner: JsonCallsSection | None = None
         self.stream: ArgumentStream | None = None
         self.name = ""
-
-    def feed(self, text: str) -> int:
-        index = 0
-        while index < len(text) and not (self.done or self.failed):
-            step = getattr(self, "_" + self.state)(text, index)
-            if step is None:
-                break
-            index = step
-        return index
 
     def finish(self, rest: str) -> bool:
         if self.inner is not None:

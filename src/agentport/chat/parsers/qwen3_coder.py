@@ -22,7 +22,7 @@ import json
 
 from agentport.chat.parsers._base import CALL_CLOSE, CALL_OPEN, Opener, StreamParser
 from agentport.chat.parsers._calls import JsonCallsSection
-from agentport.chat.parsers._core import WHITESPACE, Out, Section, ToolSet, match_at
+from agentport.chat.parsers._core import WHITESPACE, Out, StateSection, ToolSet, match_at
 from agentport.chat.stream_text import find_first, partial_suffix
 
 MARKERS = ("<function=", "<parameter=")
@@ -51,7 +51,7 @@ def json_text(piece: str) -> str:
     return json.dumps(piece, ensure_ascii=False)[1:-1]
 
 
-class XmlCallSection(Section):
+class XmlCallSection(StateSection):
     """From `<tool_call>` to `</tool_call>`: one or more `<function=...>` blocks, or JSON."""
 
     def __init__(self, tools: ToolSet, out: Out) -> None:
@@ -66,15 +66,6 @@ class XmlCallSection(Section):
         self.string_open = False  # a text value's opening quote is out
         self.buffered: list[str] = []  # a JSON-typed value, until it is complete
         self.calls = 0
-
-    def feed(self, text: str) -> int:
-        index = 0
-        while index < len(text) and not (self.done or self.failed):
-            step = getattr(self, "_" + self.state)(text, index)
-            if step is None:
-                break
-            index = step
-        return index
 
     def finish(self, rest: str) -> bool:
         if self.inner is not None:
