@@ -529,3 +529,13 @@ def test_a_call_near_the_end_of_its_budget_is_steered_to_a_close(engine, family)
         calls = parsed_calls(family, fmt.forced_prefix + output, tools)
         assert [name for name, _ in calls] == [request.tool_choice.name], output
         check_call(*calls[0])
+
+
+def test_a_fenced_bare_call_is_under_the_lazy_grammar(engine):
+    fmt = call_format("hermes")
+    gate = gate_for(engine, calls_grammar("hermes", FAMILY_TOOLS, lazy=True), fmt.triggers())
+    feed(engine, gate, '```json\n{"name"')
+    assert gate.constraining
+    feed(engine, gate, ': "Read", "arguments": {"file_path": "/a.py"}}')
+    assert gate.allows(eos(engine))
+    gate.free()

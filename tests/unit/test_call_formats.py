@@ -156,3 +156,9 @@ def test_a_schema_that_defeats_the_converter_is_relaxed_to_any_arguments():
     grammar = calls_grammar("hermes", tools)
     assert grammar is not None and compiles(grammar) and "Loop" in grammar
     assert "Read-args-object-file-path-kv" in grammar  # the other tool keeps its schema
+
+
+def test_a_fenced_or_listed_json_call_triggers_too():
+    start = call_format("hermes").triggers()[-1][1]
+    assert matches(start, '```json\n{"name"') and matches(start, '[{"name": "')
+    assert not matches(start, 'Sure ```json\n{"name"')

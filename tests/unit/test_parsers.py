@@ -957,3 +957,14 @@ def test_a_complete_call_is_not_marked_cut():
     events = parser.feed('<tool_call>{"name": "Read", "arguments": {"path": "a"}}</tool_call>')
     events += parser.finish()
     assert [e.cut for e in events if isinstance(e, ToolCallEnd)] == [None]
+
+
+def test_a_call_without_the_arguments_its_tool_requires_is_text():
+    written = '{"type": "function", "function": {"name": "Read"}, "arguments": [1]}'
+    parser = parser_for("hermes", TOOLS)
+    events = parser.feed(written) + parser.finish()
+    assert not [e for e in events if isinstance(e, ToolCallStart)]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == written
+    parser = parser_for("hermes", TOOLS)  # Edit requires nothing: {} calls it
+    events = parser.feed('{"name": "Edit"}') + parser.finish()
+    assert [e.name for e in events if isinstance(e, ToolCallStart)] == ["Edit"]

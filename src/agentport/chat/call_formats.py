@@ -45,7 +45,8 @@ from agentport.core import ChatRequest, ToolSpec
 log = logging.getLogger("agentport.chat")
 
 PROMPT_FAMILY = "hermes"  # the format of `tools_prompt.py`, for templates without tool support
-JSON_START = r'^\s*(\{"name")(?::(?: ?"?)?)?$'  # a JSON call as the whole answer, from its start
+# A JSON call as the whole answer, from its start; fenced or in a list, as the parsers read it.
+JSON_START = r'^\s*(?:```(?:json)?\s*|\[\s*)?(\{"name")(?::(?: ?"?)?)?$'
 
 # (tools chosen, rules) -> the GBNF body of one or more calls, after the forced prefix
 CallsBody = Callable[[list[ToolSpec], Rules, bool], str]
@@ -194,6 +195,8 @@ def arguments_rule(tool: ToolSpec, rules: Rules) -> str:
     schema = tool.input_schema or ANY_OBJECT
     if types(schema) == ["any"]:
         schema = {**schema, "type": "object"}
+    elif "object" not in types(schema):  # arguments are an object, whatever the schema says
+        schema = ANY_OBJECT
     return SchemaRules(rules, schema).value(schema, f"{tool.name}-args")
 
 

@@ -190,6 +190,8 @@ class CallReader:
         if not self.started:
             if self.name is None:
                 return self._fail(index)
+            if self.arguments is None and self.tools.requires_arguments(self.name):
+                return self._fail(index)  # not a call to this tool after all
             self.arguments = self.arguments or "{}"
             self._emit_whole()
         self.done = True

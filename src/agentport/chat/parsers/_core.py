@@ -98,6 +98,12 @@ class ToolSet:
         """Any name when the request has no tools (the model's own markup still means a call)."""
         return not self.specs or name in self.specs
 
+    def requires_arguments(self, tool: str) -> bool:
+        """Whether the tool's schema names required properties (so `{}` cannot call it)."""
+        spec = self.specs.get(tool)
+        schema = spec.input_schema if spec else None
+        return isinstance(schema, dict) and bool(schema.get("required"))
+
     def is_string(self, tool: str, parameter: str) -> bool:
         """Whether a parameter's value is text, not JSON: unknown parameters are text too."""
         spec = self.specs.get(tool)
