@@ -4,7 +4,9 @@
 at concurrency C to one target, `compare` alternates several targets and reports each as a
 ratio to a reference (and, with `--baseline`, gates regressions), `report` renders earlier
 records together, and `run` runs the standard set. The work lives in `agentport.bench`; every
-run writes a JSON record, a markdown table and a PNG plot under `--out`.
+run writes a JSON record, a markdown table and a PNG plot under `--out`. `agent-loop` and
+`tool-calls` run the checkout's `bench/agent_loop.py` and `bench/tool_calls.py` with the
+arguments given (the prefix-cache and tool-call scenarios).
 """
 
 from __future__ import annotations
@@ -307,3 +309,30 @@ def run_command(
     _emit(record, out)
     with reporting():
         _gate(record, baseline, max_regression)
+
+
+SCRIPT_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@bench_app.command("agent-loop", context_settings=SCRIPT_ARGS, add_help_option=False)
+def agent_loop_command(ctx: typer.Context) -> None:
+    """Turns of a Claude Code-shaped tool loop, ours vs llama-server: bench/agent_loop.py."""
+    _run_script("agent_loop.py", ctx.args)
+
+
+@bench_app.command("tool-calls", context_settings=SCRIPT_ARGS, add_help_option=False)
+def tool_calls_command(ctx: typer.Context) -> None:
+    """BFCL-format tool-call cases through the official clients: bench/tool_calls.py."""
+    _run_script("tool_calls.py", ctx.args)
+
+
+def _run_script(name: str, args: list[str]) -> None:
+    import subprocess
+    import sys
+
+    from agentport.bench.targets import REPO_ROOT
+
+    script = REPO_ROOT / "bench" / name
+    if not script.is_file():
+        fail(f"bench/{name} is part of the source checkout, which is not here")
+    raise typer.Exit(subprocess.call([sys.executable, str(script), *args]))
