@@ -41,7 +41,12 @@ from pathlib import Path
 
 from claude_shape import HEADERS, prose, tool
 from common import (
+    LLAMA,
     LOOPBACK,
+    OURS,
+    RESULTS_DIR,
+    SEED,
+    SIDES,
     ServerProcess,
     SseFrame,
     cpu_sample,
@@ -56,11 +61,6 @@ from common import (
 from decode import LLAMA_CONTEXT_ARGS, embedded_model_path, llama_version
 from llama_server import ensure_llama_server
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = ROOT / "bench" / "results"
-OURS, LLAMA = "ours", "llama-server"
-SIDES = (OURS, LLAMA)
-SEED = 1234
 MODEL = "claude-sonnet-4-5"  # what Claude Code asks for; ours maps claude-* to its default model
 MAX_TOOLS = 24  # Claude Code's tool count
 TOKENS_PER_TOOL = 800  # fewer tools below 24 x this many prefix tokens

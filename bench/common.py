@@ -25,6 +25,11 @@ from agentport.bench.metrics import percentile  # noqa: F401  (the scripts impor
 from agentport.bench.targets import free_port  # noqa: F401
 
 LOOPBACK = "127.0.0.1"
+ROOT = Path(__file__).resolve().parents[1]  # the checkout
+RESULTS_DIR = ROOT / "bench" / "results"
+OURS, LLAMA = "ours", "llama-server"
+SIDES = (OURS, LLAMA)
+SEED = 1234
 
 # ---------------------------------------------------------------------------- stats
 

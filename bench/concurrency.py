@@ -32,7 +32,12 @@ from functools import partial
 from pathlib import Path
 
 from common import (
+    LLAMA,
     LOOPBACK,
+    OURS,
+    RESULTS_DIR,
+    SEED,
+    SIDES,
     ServerProcess,
     StreamStats,
     anthropic_stream_stats,
@@ -49,11 +54,6 @@ from common import (
 from decode import ANTHROPIC_HEADERS, LLAMA_READY_PATHS, embedded_model_path, llama_version
 from llama_server import ensure_llama_server
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = ROOT / "bench" / "results"
-OURS, LLAMA = "ours", "llama-server"
-SIDES = (OURS, LLAMA)
-SEED = 1234
 CONTENTION_SHARE = 0.10  # other processes' share of the CPU above which a round is flagged
 
 # About 300 tokens with the SmolLM2 tokenizer; each request puts its own tag in front of it.

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from common import (
     LOOPBACK,
+    RESULTS_DIR,
     ServerProcess,
     StreamStats,
     anthropic_stream_stats,
@@ -40,9 +41,6 @@ from common import (
     summarize,
 )
 from llama_server import ensure_llama_server
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = ROOT / "bench" / "results"
 
 PROMPT = (
     "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. "

@@ -35,15 +35,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import LOOPBACK, http_get_json, markdown_table, percentile, split_loopback_url
+from common import (
+    LOOPBACK,
+    RESULTS_DIR,
+    ROOT,
+    SEED,
+    http_get_json,
+    markdown_table,
+    percentile,
+    split_loopback_url,
+)
 from decode import start_ours
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = ROOT / "bench" / "results"
 DEFAULT_DATA = ROOT / "bench" / "data" / "bfcl_sample.jsonl"
 DIALECTS = ("anthropic", "openai", "ollama")
 TOOL_CHOICES = ("auto", "required")
-SEED = 1234
 
 # ---------------------------------------------------------------------------- BFCL cases
 

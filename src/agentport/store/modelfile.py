@@ -10,12 +10,13 @@ case-insensitive; `#` starts a comment line):
     SYSTEM "You are terse."             the default system prompt
     MESSAGE user Hello                  example messages (system, user or assistant)
     LICENSE """..."""                   repeatable
+    PARSER qwen3_coder                  the tool-call family (one of `chat/parsers/`)
 
 A value runs to the end of its line, or is quoted as in Ollama: `"..."` or `"""..."""`, either of
 which may span lines; a quoted value ends at the first line end where the text read so far
-closes its quote. There are no escapes. `ADAPTER` (and Ollama's `DRAFT`, `RENDERER`, `PARSER`,
-`REQUIRES`) are refused as not supported; an unknown instruction or parameter is refused with its
-line number.
+closes its quote. There are no escapes. `ADAPTER` (and Ollama's `DRAFT`, `RENDERER`,
+`REQUIRES`) are refused as not supported; an unknown instruction or parameter is refused with
+its line number.
 
 Templates: agentport renders prompts with the GGUF's own Jinja chat template. A `TEMPLATE` is
 stored and shown as written, and used instead of the GGUF's only when it is a Jinja template;
