@@ -57,6 +57,7 @@ from common import (
     markdown_table,
     split_loopback_url,
     stream_sse,
+    wait_until,
 )
 from decode import LLAMA_CONTEXT_ARGS, embedded_model_path, llama_version
 from llama_server import ensure_llama_server
@@ -479,21 +480,6 @@ class Llama(Side):
             return stream_sse(self.url, "/completion", body, timeout=timeout)
 
         return timed(request, llama_result, self.server.proc.pid)
-
-
-def wait_until(server: ServerProcess, ready: Callable[[], bool], timeout: float) -> None:
-    """Poll ``ready``; stop the server and raise if it dies or ``timeout`` passes first."""
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            if server.proc.poll() is not None:
-                raise RuntimeError(f"{server.name} exited:\n{server.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{server.name} not ready:\n{server.log_tail()}")
-            time.sleep(0.25)
-    except BaseException:
-        server.stop()
-        raise
 
 
 def get_text(base_url: str, path: str, timeout: float = 5.0) -> str | None:

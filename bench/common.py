@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -312,6 +312,21 @@ class ServerProcess:
     def _signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
+
+
+def wait_until(server: ServerProcess, ready: Callable[[], bool], timeout: float) -> None:
+    """Poll ``ready``; stop the server and raise if it dies or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"{server.name} exited:\n{server.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{server.name} not ready:\n{server.log_tail()}")
+            time.sleep(0.25)
+    except BaseException:
+        server.stop()
+        raise
 
 
 # ---------------------------------------------------------------------------- CPU accounting

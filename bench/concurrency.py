@@ -50,6 +50,7 @@ from common import (
     markdown_table,
     percentile,
     stream_sse,
+    wait_until,
 )
 from decode import ANTHROPIC_HEADERS, LLAMA_READY_PATHS, embedded_model_path, llama_version
 from llama_server import ensure_llama_server
@@ -209,7 +210,7 @@ def start_ours(args: argparse.Namespace, parallel: int, home: Path) -> tuple[str
     argv = [sys.executable, "-m", "agentport", "serve"]
     server = ServerProcess(OURS, argv, home / "agentport.log", env)
     url = f"http://{LOOPBACK}:{port}"
-    _wait_or_stop(server, partial(_model_loaded, url), args.startup_timeout)
+    wait_until(server, partial(_model_loaded, url), args.startup_timeout)
     return url, server
 
 
@@ -221,7 +222,7 @@ def start_llama(args: argparse.Namespace, parallel: int, logs: Path) -> tuple[st
     argv += ["-c", str(args.ctx * parallel)]
     server = ServerProcess(LLAMA, argv, logs / f"llama-server-{parallel}.log")
     url = f"http://{LOOPBACK}:{port}"
-    _wait_or_stop(server, partial(_healthy, url), args.startup_timeout)
+    wait_until(server, partial(_healthy, url), args.startup_timeout)
     return url, server
 
 
@@ -231,21 +232,6 @@ def _model_loaded(url: str) -> bool:
 
 def _healthy(url: str) -> bool:
     return any(http_get_json(url, path) is not None for path in LLAMA_READY_PATHS)
-
-
-def _wait_or_stop(server: ServerProcess, ready: Callable[[], bool], timeout: float) -> None:
-    """Poll ``ready`` until it holds; stop the server if it dies or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            if server.proc.poll() is not None:
-                raise RuntimeError(f"{server.name} exited:\n{server.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{server.name} not ready:\n{server.log_tail()}")
-            time.sleep(0.25)
-    except BaseException:
-        server.stop()
-        raise
 
 
 def start_sides(args: argparse.Namespace, parallel: int, workdir: Path) -> list[Side]:
