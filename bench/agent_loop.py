@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import json
 import os
 import platform
@@ -52,10 +51,10 @@ from common import (
     cpu_sample,
     foreign_cpu_share,
     free_port,
+    get_text,
     http_get_json,
     http_post_json,
     markdown_table,
-    split_loopback_url,
     stream_sse,
     wait_until,
 )
@@ -334,11 +333,11 @@ def llama_result(frames: Iterable[tuple[float, SseFrame]], t_start: float) -> Tu
 
 def timed(send: Callable[[], Iterable[tuple[float, SseFrame]]], fold, pid: int) -> TurnResult:
     """Send one streaming request and fold its frames, noting the CPU others took meanwhile."""
-    before = cpu_sample(pid)
+    before = cpu_sample([pid])
     t_start = time.perf_counter()
     result = fold(send(), t_start)
     result.total_s = time.perf_counter() - t_start
-    result.foreign_cpu_share = foreign_cpu_share(before, cpu_sample(pid), os.cpu_count() or 1)
+    result.foreign_cpu_share = foreign_cpu_share(before, cpu_sample([pid]), os.cpu_count() or 1)
     return result
 
 
@@ -480,21 +479,6 @@ class Llama(Side):
             return stream_sse(self.url, "/completion", body, timeout=timeout)
 
         return timed(request, llama_result, self.server.proc.pid)
-
-
-def get_text(base_url: str, path: str, timeout: float = 5.0) -> str | None:
-    """The body of a GET as text, or None when nothing answers or it is not a 200."""
-    host, port = split_loopback_url(base_url)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        raw = resp.read()
-        return raw.decode("utf-8", "replace") if resp.status == 200 else None
-    except OSError:
-        return None
-    finally:
-        conn.close()
 
 
 # ---------------------------------------------------------------------------- the scenario

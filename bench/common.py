@@ -189,32 +189,43 @@ def split_loopback_url(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or 80
 
 
-def http_get_status(base_url: str, path: str, timeout: float = 2.0) -> int | None:
-    """Status code of a GET, or None when nothing answers."""
+def _get(base_url: str, path: str, timeout: float) -> tuple[int, bytes] | None:
+    """(status, body) of a GET, or None when nothing answers."""
     host, port = split_loopback_url(base_url)
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", path)
-        return conn.getresponse().status
+        resp = conn.getresponse()
+        return resp.status, resp.read()
     except OSError:
         return None
     finally:
         conn.close()
 
 
+def http_get_status(base_url: str, path: str, timeout: float = 2.0) -> int | None:
+    """Status code of a GET, or None when nothing answers."""
+    answer = _get(base_url, path, timeout)
+    return None if answer is None else answer[0]
+
+
 def http_get_json(base_url: str, path: str, timeout: float = 2.0) -> dict | None:
     """The decoded JSON answer of a GET, or None when nothing answers or it is not a 200."""
-    host, port = split_loopback_url(base_url)
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        raw = resp.read()
-        return json.loads(raw) if resp.status == 200 else None
-    except (OSError, ValueError):
+    answer = _get(base_url, path, timeout)
+    if answer is None or answer[0] != 200:
         return None
-    finally:
-        conn.close()
+    try:
+        return json.loads(answer[1])
+    except ValueError:
+        return None
+
+
+def get_text(base_url: str, path: str, timeout: float = 5.0) -> str | None:
+    """The body of a GET as text, or None when nothing answers or it is not a 200."""
+    answer = _get(base_url, path, timeout)
+    if answer is None or answer[0] != 200:
+        return None
+    return answer[1].decode("utf-8", "replace")
 
 
 def http_post_json(base_url: str, path: str, body: dict, timeout: float = 60.0) -> dict:

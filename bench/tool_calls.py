@@ -193,114 +193,12 @@ def _json_equal(a: Any, b: Any) -> bool:
     return a == b
 
 
-def schema_errors(value: Any, schema: Any, path: str = "$") -> list[str]:
-    """What is wrong with ``value`` against a JSON schema; empty when it is valid.
+def schema_errors(value: Any, schema: Any) -> list[str]:
+    """What is wrong with ``value`` against a JSON schema (``jsonschema``); empty when valid."""
+    import jsonschema
 
-    Uses ``jsonschema`` when it is installed; else a small validator for the keywords tool
-    schemas use: type, enum, const, properties, required, additionalProperties, items,
-    min/maxItems, min/maxLength, pattern, minimum/maximum (and exclusive), anyOf/oneOf/allOf.
-    """
-    try:
-        import jsonschema
-    except ImportError:
-        return _errors(value, schema, path)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.validators.validator_for(schema)(schema)
     return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(value)]
-
-
-def _errors(value: Any, schema: Any, path: str) -> list[str]:
-    if schema is True or schema == {}:
-        return []
-    if schema is False:
-        return [f"{path}: no value is allowed here"]
-    if not isinstance(schema, dict):
-        return []
-    errors = _combinator_errors(value, schema, path)
-    types = schema.get("type")
-    if types is not None:
-        names = types if isinstance(types, list) else [types]
-        if not any(_JSON_TYPES.get(t, lambda v: True)(value) for t in names):
-            return [*errors, f"{path}: expected {'/'.join(names)}, got {type(value).__name__}"]
-    if "enum" in schema and not any(_json_equal(value, e) for e in schema["enum"]):
-        errors.append(f"{path}: {value!r} is not one of {schema['enum']!r}")
-    if "const" in schema and not _json_equal(value, schema["const"]):
-        errors.append(f"{path}: expected {schema['const']!r}")
-    if isinstance(value, dict):
-        errors += _object_errors(value, schema, path)
-    elif isinstance(value, list):
-        errors += _array_errors(value, schema, path)
-    elif isinstance(value, str):
-        errors += _string_errors(value, schema, path)
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        errors += _number_errors(value, schema, path)
-    return errors
-
-
-def _combinator_errors(value: Any, schema: dict, path: str) -> list[str]:
-    errors = []
-    for sub in schema.get("allOf", []):
-        errors += _errors(value, sub, path)
-    if "anyOf" in schema and all(_errors(value, sub, path) for sub in schema["anyOf"]):
-        errors.append(f"{path}: matches none of anyOf")
-    if "oneOf" in schema:
-        matches = sum(not _errors(value, sub, path) for sub in schema["oneOf"])
-        if matches != 1:
-            errors.append(f"{path}: matches {matches} of oneOf, expected 1")
-    return errors
-
-
-def _object_errors(value: dict, schema: dict, path: str) -> list[str]:
-    props = schema.get("properties", {})
-    errors = [
-        f"{path}: missing {name!r}" for name in schema.get("required", []) if name not in value
-    ]
-    extra = schema.get("additionalProperties", True)
-    for name, item in value.items():
-        if name in props:
-            errors += _errors(item, props[name], f"{path}.{name}")
-        elif extra is False:
-            errors.append(f"{path}: unexpected property {name!r}")
-        elif isinstance(extra, dict):
-            errors += _errors(item, extra, f"{path}.{name}")
-    return errors
-
-
-def _array_errors(value: list, schema: dict, path: str) -> list[str]:
-    errors = []
-    if len(value) < schema.get("minItems", 0):
-        errors.append(f"{path}: fewer than {schema['minItems']} items")
-    if "maxItems" in schema and len(value) > schema["maxItems"]:
-        errors.append(f"{path}: more than {schema['maxItems']} items")
-    items = schema.get("items")
-    if isinstance(items, dict):
-        for i, item in enumerate(value):
-            errors += _errors(item, items, f"{path}[{i}]")
-    return errors
-
-
-def _string_errors(value: str, schema: dict, path: str) -> list[str]:
-    errors = []
-    if len(value) < schema.get("minLength", 0):
-        errors.append(f"{path}: shorter than {schema['minLength']}")
-    if "maxLength" in schema and len(value) > schema["maxLength"]:
-        errors.append(f"{path}: longer than {schema['maxLength']}")
-    if "pattern" in schema and not re.search(schema["pattern"], value):
-        errors.append(f"{path}: does not match {schema['pattern']!r}")
-    return errors
-
-
-def _number_errors(value: float, schema: dict, path: str) -> list[str]:
-    checks = (
-        ("minimum", lambda b: value >= b),
-        ("maximum", lambda b: value <= b),
-        ("exclusiveMinimum", lambda b: value > b),
-        ("exclusiveMaximum", lambda b: value < b),
-    )
-    return [
-        f"{path}: {value} breaks {key} {schema[key]}"
-        for key, ok in checks
-        if isinstance(schema.get(key), int | float) and not ok(schema[key])
-    ]
 
 
 # ---------------------------------------------------------------------------- BFCL answer check
