@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     prefix_cache_min_tokens: int = Field(
         1024, ge=64, description="Reused prompt prefixes at least this long are saved to disk."
     )
+    default_max_tokens: int = Field(
+        4096,
+        ge=0,
+        description="Output tokens of an answer whose request sets no limit (OpenAI, Ollama and "
+        "Responses clients may omit it); 0 lets such answers run to the end of the context.",
+    )
     max_queue: int = Field(
         4,
         ge=0,

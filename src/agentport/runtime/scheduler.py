@@ -291,6 +291,8 @@ class Runtime:
         if request.keep_alive is not None:
             loaded.keep_alive = parse_keep_alive(request.keep_alive)
         apply_defaults(request, loaded.defaults)
+        if request.sampling.max_tokens is None and self.settings.default_max_tokens:
+            request.sampling.max_tokens = self.settings.default_max_tokens  # no runaway answer
         prompt = self._prompt(request, loaded)
         tokens = await asyncio.to_thread(loaded.engine.tokenize, prompt.text)
         n_ctx = loaded.engine.info.n_ctx
