@@ -56,7 +56,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 
 bench: $(STAMP)
-	$(BIN)/python bench/decode.py
+	$(BIN)/python -m agentport bench decode
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

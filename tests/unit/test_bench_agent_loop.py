@@ -1,40 +1,32 @@
-"""Tests of bench/agent_loop.py's pure logic: the conversation, calibration, SSE folds, report."""
+"""Tests of the agent-loop scenario's pure logic: the Claude Code-shaped conversation, its
+calibration, the step results and the report."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-_BENCH = Path(__file__).resolve().parents[2] / "bench"
+from agentport.bench.metrics import Timeline
+from agentport.bench.scenarios import agent_loop as bench
+from agentport.bench.scenarios import conversation
+from agentport.bench.scenarios.agent_loop import LLAMA, OURS
+from agentport.errors import InvalidRequestError
 
-
-def _load_agent_loop():
-    sys.path.insert(0, str(_BENCH))  # the script imports its siblings (common, decode) by name
-    try:
-        return importlib.import_module("agent_loop")
-    finally:
-        sys.path.remove(str(_BENCH))
-
-
-bench = _load_agent_loop()
-common = sys.modules["common"]
-
-SIZES = bench.Sizes(tools=3, prefix_words=300, result_words=40, user_words=20, reminder_words=60)
+SIZES = conversation.Sizes(
+    tools=3, prefix_words=300, result_words=40, user_words=20, reminder_words=60
+)
 
 
 def _convo(**kwargs):
-    return bench.Conversation(SIZES, seed=7, **kwargs)
+    return conversation.Conversation(SIZES, seed=7, **kwargs)
 
 
 # ---------------------------------------------------------------------------- steps
 
 
 def test_scenario_steps_turns_then_second_session_resume_and_restart():
-    steps = bench.scenario_steps(3)
+    steps = conversation.scenario_steps(3)
     assert [(s.kind, s.session, s.turn, s.restart_before) for s in steps] == [
         ("turn", 1, 1, False),
         ("turn", 1, 2, False),
@@ -46,22 +38,22 @@ def test_scenario_steps_turns_then_second_session_resume_and_restart():
 
 
 def test_scenario_steps_refuses_no_turns():
-    with pytest.raises(ValueError):
-        bench.scenario_steps(0)
+    with pytest.raises(InvalidRequestError):
+        conversation.scenario_steps(0)
 
 
 @pytest.mark.parametrize(
     ("prefix_tokens", "tools"), [(500, 2), (4000, 5), (19200, 24), (20000, 24), (90000, 24)]
 )
 def test_tool_count(prefix_tokens, tools):
-    assert bench.tool_count(prefix_tokens) == tools
+    assert conversation.tool_count(prefix_tokens) == tools
 
 
 # ---------------------------------------------------------------------------- conversation
 
 
 def _turn(convo, k):
-    return convo.body(bench.Step("turn", "", 1, k))
+    return convo.body(conversation.Step("turn", "", 1, k))
 
 
 def test_each_turn_extends_the_previous_one_by_a_tool_call_and_its_result():
@@ -100,7 +92,7 @@ def test_the_first_turn_keeps_claude_code_shape():
 
 def test_second_session_shares_the_prefix_and_has_its_own_opening():
     convo = _convo()
-    one, two = _turn(convo, 1), convo.body(bench.Step("second_session", "", 2, 1))
+    one, two = _turn(convo, 1), convo.body(conversation.Step("second_session", "", 2, 1))
     assert two["system"][1:] == one["system"][1:] and two["tools"] == one["tools"]
     ask, remind = two["messages"][0]["content"]
     assert len(ask["text"].split()) >= SIZES.user_words
@@ -116,15 +108,15 @@ def test_conversation_is_deterministic():
 
 
 def test_prefix_size_follows_the_word_count():
-    small = bench.Conversation(bench.Sizes(3, 300), seed=1)
-    large = bench.Conversation(bench.Sizes(3, 3000), seed=1)
+    small = conversation.Conversation(conversation.Sizes(3, 300), seed=1)
+    large = conversation.Conversation(conversation.Sizes(3, 3000), seed=1)
     words = lambda c: len(json.dumps([c.system, c.tools]).split())  # noqa: E731
     assert words(large) > 5 * words(small)
 
 
 def test_unknown_step_is_refused():
-    with pytest.raises(ValueError):
-        _convo().body(bench.Step("turn", "", 3, 1))
+    with pytest.raises(InvalidRequestError):
+        _convo().body(conversation.Step("turn", "", 3, 1))
 
 
 # ---------------------------------------------------------------------------- calibration
@@ -139,12 +131,12 @@ def test_unknown_step_is_refused():
     ],
 )
 def test_fit_linear(w1, c1, w2, c2, target, expected):
-    assert bench.fit_linear(w1, c1, w2, c2, target) == expected
+    assert conversation.fit_linear(w1, c1, w2, c2, target) == expected
 
 
 def test_fit_linear_refuses_equal_probes():
-    with pytest.raises(ValueError):
-        bench.fit_linear(10, 20, 10, 30, 100)
+    with pytest.raises(InvalidRequestError):
+        conversation.fit_linear(10, 20, 10, 30, 100)
 
 
 def test_calibrate_hits_the_targets_with_a_word_counting_server():
@@ -159,78 +151,25 @@ def test_calibrate_hits_the_targets_with_a_word_counting_server():
         )
         return len(text.split()) + results // 2
 
-    args = bench.parse_args(["--prefix-tokens", "4000", "--turns", "2"])
-    sizes, record = bench.calibrate(count, args)
+    targets = conversation.TokenTargets(prefix=4000)
+    sizes, record = conversation.calibrate(count, targets)
     assert sizes.tools == 5
     assert abs(record["prefix_tokens"] - 4000) < 40
     assert record["tokens_per_word"] == pytest.approx(1.5, abs=0.02)
     assert abs(sizes.result_words * 1.5 - 500) < 5
 
 
-# ---------------------------------------------------------------------------- SSE folds
+# ---------------------------------------------------------------------------- step results
 
 
-def _frame(event: str, payload: dict):
-    return common.SseFrame(event, json.dumps(payload))
-
-
-def test_ours_result_takes_the_first_content_frame_and_usage():
-    frames = [
-        (1.0, _frame("message_start", {"type": "message_start",
-                                        "message": {"usage": {"input_tokens": 900}}})),
-        (2.0, common.SseFrame("ping", '{"type": "ping"}')),
-        (5.0, _frame("content_block_start", {"type": "content_block_start", "index": 0,
-                                              "content_block": {"type": "text", "text": ""}})),
-        (5.0, _frame("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                              "delta": {"type": "text_delta", "text": "Hi"}})),
-        (6.0, _frame("message_delta", {"type": "message_delta", "delta": {},
-                                        "usage": {"input_tokens": 900, "output_tokens": 16,
-                                                  "cache_read_input_tokens": 850}})),
-    ]  # fmt: skip
-    result = bench.ours_result(frames, t_start=0.5)
-    assert result.ttft_s == 4.5
-    assert (result.prompt_tokens, result.cached_tokens, result.output_tokens) == (900, 850, 16)
-    assert result.text == ["Hi"]
-
-
-def test_ours_result_counts_tool_call_arguments_not_block_starts():
-    start = {
-        "type": "content_block_start",
-        "index": 0,
-        "content_block": {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {}},
-    }
-    frames = [
-        (2.0, _frame("content_block_start", start)),
-        (3.0, _frame("content_block_delta", {"type": "content_block_delta", "index": 0,
-              "delta": {"type": "input_json_delta", "partial_json": "{\"a\""}})),
-    ]  # fmt: skip
-    result = bench.ours_result(frames, t_start=0.0)
-    assert result.ttft_s == 3.0
-    assert result.text == ['{"a"']
-
-
-def test_ours_result_raises_on_an_error_event():
-    frames = [(1.0, _frame("error", {"type": "error", "error": {"message": "boom"}}))]
-    with pytest.raises(RuntimeError):
-        bench.ours_result(frames, 0.0)
-
-
-def test_llama_result_reads_cached_and_evaluated_tokens():
-    frames = [
-        (3.0, _frame("message", {"content": "", "stop": False})),
-        (4.0, _frame("message", {"content": "Hel", "stop": False})),
-        (4.1, _frame("message", {"content": "lo", "stop": False})),
-        (4.2, _frame("message", {"content": "", "stop": True, "tokens_predicted": 16,
-                                 "timings": {"cache_n": 700, "prompt_n": 200}})),
-    ]  # fmt: skip
-    result = bench.llama_result(frames, t_start=1.0)
-    assert result.ttft_s == 3.0
-    assert (result.prompt_tokens, result.cached_tokens, result.output_tokens) == (900, 700, 16)
-
-
-def test_llama_result_raises_on_an_error():
-    with pytest.raises(RuntimeError):
-        bench.llama_result([(1.0, _frame("message", {"error": {"code": 500}}))], 0.0)
+def test_step_result_reads_the_timeline():
+    tl = Timeline(0.5, deltas=[5.0, 5.5], t_end=6.0, prompt_tokens=900, output_tokens=16)
+    tl.cached_tokens = 850
+    result = bench.step_result(tl, 0.25)
+    assert result["ttft_s"] == 4.5 and result["e2e_s"] == 5.5
+    assert (result["prompt_tokens"], result["cached_tokens"]) == (900, 850)
+    assert result["cache_read_share"] == pytest.approx(850 / 900)
+    assert result["foreign_cpu_share"] == 0.25
 
 
 # ---------------------------------------------------------------------------- report
@@ -244,10 +183,10 @@ def _results(ours: list[float], llama: list[float], foreign: float = 0.0) -> dic
             for i, t in enumerate(ttfts)
         ]  # fmt: skip
 
-    return {"ours": rows(ours), "llama-server": rows(llama)}
+    return {OURS: rows(ours), LLAMA: rows(llama)}
 
 
-STEPS = bench.scenario_steps(2)
+STEPS = conversation.scenario_steps(2)
 COUNTS = [100, 101, 102, 103, 104]
 
 
@@ -260,7 +199,7 @@ def test_table_rows_ratios_to_ours_cold_turn_one():
 
 
 def test_table_rows_with_one_side_only():
-    results = {"ours": _results([100.0, 5.0, 10.0, 4.0, 20.0], [])["ours"]}
+    results = {OURS: _results([100.0, 5.0, 10.0, 4.0, 20.0], [])[OURS]}
     rows = bench.table_rows(STEPS, COUNTS, results)
     assert rows[1][4] is None and rows[1][8] is None
 
@@ -279,15 +218,16 @@ def test_acceptance_lines_met_and_not_met():
 def test_warning_lines_flag_contention_and_token_mismatch():
     results = _results([100.0, 5.0, 10.0, 4.0, 25.0], [1.0] * 5, foreign=0.3)
     lines = bench.warning_lines(STEPS, [100, 101, 102, 999, 104], results)
-    assert any("other processes" in line and "ours" in line for line in lines)
+    assert any("other processes" in line and OURS in line for line in lines)
     assert any("prompt tokens differ" in line and "103 vs 999" in line for line in lines)
 
 
 def test_render_markdown_and_plot(tmp_path):
     record = {
-        "config": {"model": "m.gguf", "tools": 5, "turns": 2, "result_tokens": 500,
-                   "threads": 2, "parallel": 1, "ctx": 32768, "max_tokens": 16},
-        "calibration": {"prefix_tokens": 4001},
+        "config": {"turns": 2, "tokens": {"result": 500}, "threads": 2, "parallel": 1,
+                   "ctx": 32768, "max_tokens": 16},
+        "model": {"file": "m.gguf"},
+        "calibration": {"prefix_tokens": 4001, "sizes": {"tools": 5}},
         "steps": [vars(s) for s in STEPS],
         "prompt_tokens": COUNTS,
         "results": _results([100.0, 5.0, 10.0, 4.0, 20.0], [110.0, 10.0, 50.0, 60.0, 120.0]),
@@ -297,11 +237,3 @@ def test_render_markdown_and_plot(tmp_path):
     assert "4001 tokens (5 tools)" in text
     bench.plot(record, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 1000
-
-
-def test_parse_args_defaults_and_env_pairs():
-    args = bench.parse_args(["--ours-env", "AGENTPORT_KV_TYPE=q8_0"])
-    assert (args.prefix_tokens, args.turns, args.max_tokens, args.ctx) == (20000, 10, 16, 32768)
-    assert args.ours_env == [("AGENTPORT_KV_TYPE", "q8_0")]
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--ours-env", "PATH=/x"])

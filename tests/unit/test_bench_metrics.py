@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import pytest
 
-from agentport.bench import metrics, scenarios
+from agentport.bench import metrics
 from agentport.bench.drivers import (
     anthropic_event,
+    completion_event,
     loopback,
     ollama_event,
     openai_event,
     payloads,
 )
 from agentport.bench.metrics import Timeline, percentile, relative_spread, summarize
-from agentport.bench.scenarios import LoadConfig, alternate, chat_prompt, prose
-from agentport.bench.targets import ServerOptions, Target, TargetSpec, llama_args, parse_target
+from agentport.bench.prompts import chat_prompt, tagged
+from agentport.bench.scenarios import load
+from agentport.bench.scenarios.load import LoadConfig, alternate
+from agentport.bench.targets import (
+    ServerOptions,
+    Target,
+    TargetSpec,
+    agentport_environment,
+    llama_args,
+    parse_target,
+)
 from agentport.errors import ApiError, InvalidRequestError
 
 
@@ -146,6 +156,29 @@ def test_anthropic_prompt_counts_cached_tokens():
     usage = {"input_tokens": 5, "cache_read_input_tokens": 95}
     anthropic_event({"type": "message_start", "message": {"usage": usage}}, 0.0, tl)
     assert tl.prompt_tokens == 100
+    assert tl.cached_tokens == 95 and metrics.cache_read_share(tl) == 0.95
+
+
+def test_llama_completion_stream():
+    tl = Timeline(1.0)
+    events = [
+        {"content": "", "stop": False},
+        {"content": "Hel", "stop": False},
+        {"content": "lo", "stop": False},
+        {"content": "", "stop": True, "tokens_predicted": 16,
+         "timings": {"cache_n": 700, "prompt_n": 200}},
+    ]  # fmt: skip
+    for t, event in enumerate(events):
+        completion_event(event, 3.0 + t, tl)
+    assert tl.deltas == [4.0, 5.0] and metrics.ttft(tl) == 3.0
+    assert (tl.prompt_tokens, tl.cached_tokens, tl.output_tokens) == (900, 700, 16)
+
+
+def test_first_byte_and_cache_share_need_their_stamps():
+    tl = Timeline(1.0)
+    assert metrics.first_byte(tl) is None and metrics.cache_read_share(tl) is None
+    tl.t_first_byte, tl.prompt_tokens, tl.cached_tokens = 1.25, 0, 0
+    assert metrics.first_byte(tl) == 0.25 and metrics.cache_read_share(tl) is None
 
 
 def test_openai_stream():
@@ -183,6 +216,7 @@ def test_ollama_stream():
         (anthropic_event, {"type": "error", "error": {"message": "boom"}}),
         (openai_event, {"error": {"message": "boom"}}),
         (ollama_event, {"error": "boom"}),
+        (completion_event, {"error": {"code": 500}}),
     ],
 )
 def test_error_events_raise(fold, payload):
@@ -205,7 +239,8 @@ def test_only_loopback_urls():
 
 
 def test_prompts_are_deterministic_and_tagged_up_front():
-    assert prose("r0", 30) == prose("r0", 30)
+    assert tagged("r0", 30) == tagged("r0", 30) != tagged("r1", 30)
+    assert len(tagged("r0", 30).split()) == 31
     a, b = chat_prompt("r0 q0", 30, 16), chat_prompt("r1 q0", 30, 16)
     assert a.system.startswith("[r0 q0]") and a.user.startswith("[r0 q0]")
     assert a.system != b.system and a.max_tokens == 16
@@ -242,12 +277,12 @@ def test_alternate_counts_rounds_after_warmups():
 
 def test_alternate_reruns_rounds_on_a_busy_machine(monkeypatch: pytest.MonkeyPatch):
     shares = iter([0.0, 0.0, 0.5, 0.0] + [0.0] * 10)  # warm-up a b, r0 a (busy) b, r1 ...
-    real = scenarios.measure
+    real = load.measure
 
     def measure(target, cfg, label):
-        return scenarios.Measured(real(target, cfg, label).timelines, next(shares), None)
+        return load.Measured(real(target, cfg, label).timelines, next(shares), None)
 
-    monkeypatch.setattr(scenarios, "measure", measure)
+    monkeypatch.setattr(load, "measure", measure)
     a, b = fake_target("a"), fake_target("b")
     cfg = LoadConfig(tokens=4, rounds=2, max_foreign=0.1)
     results = alternate([a, b], cfg, log=lambda _: None)
@@ -293,3 +328,14 @@ def test_llama_server_gets_the_same_context_and_threads(tmp_path):
     opts.ctx = 32768  # past the trained context: the same YaRN stretch as agentport's planner
     args = llama_args(opts, 9999)
     assert args[args.index("--rope-scale") + 1] == "4"
+
+
+def test_started_servers_get_a_clean_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("AGENTPORT_KEEP_ALIVE", "0")
+    monkeypatch.setenv("AGENTPORT_PARALLEL", "7")
+    opts = ServerOptions(tmp_path / "m.gguf", parallel=0, agentport_env={"AGENTPORT_X": "1"})
+    env = agentport_environment(opts, 9999, tmp_path)
+    assert "AGENTPORT_KEEP_ALIVE" not in env and "AGENTPORT_PARALLEL" not in env
+    assert env["AGENTPORT_HOST"] == "127.0.0.1:9999" and env["AGENTPORT_X"] == "1"
+    opts.parallel = 2
+    assert agentport_environment(opts, 9999, tmp_path)["AGENTPORT_PARALLEL"] == "2"

@@ -1,26 +1,14 @@
-"""Tests of bench/tool_calls.py's pure logic: BFCL types to JSON schema, validation, scoring."""
+"""Tests of the tool-calls scenario's pure logic: BFCL types to JSON schema, validation, scoring
+and the report."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-_BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load_tool_calls():
-    sys.path.insert(0, str(_BENCH))  # the script imports its siblings (common, decode) by name
-    try:
-        return importlib.import_module("tool_calls")
-    finally:
-        sys.path.remove(str(_BENCH))
-
-
-bench = _load_tool_calls()
+from agentport.bench.scenarios import bfcl, tool_calls
+from agentport.errors import InvalidRequestError
 
 TRIANGLE = {
     "name": "geometry.area",
@@ -63,18 +51,18 @@ EVENT = {
 
 
 def _case(functions, truth=None, case_id="simple_0"):
-    return bench.Case(case_id, [{"role": "user", "content": "q"}], functions, truth)
+    return bfcl.Case(case_id, [{"role": "user", "content": "q"}], functions, truth)
 
 
 def _reply(*calls, error=None):
-    return bench.Reply(calls=[bench.Call(n, a) for n, a in calls], error=error)
+    return bfcl.Reply(calls=[bfcl.Call(n, a) for n, a in calls], error=error)
 
 
 # ---------------------------------------------------------------------------- type mapping
 
 
 @pytest.mark.parametrize(
-    ("bfcl", "expected"),
+    ("given", "expected"),
     [
         ({"type": "dict"}, {"type": "object"}),
         ({"type": "float"}, {"type": "number"}),
@@ -92,27 +80,27 @@ def _reply(*calls, error=None):
         ),
     ],
 )
-def test_bfcl_types_become_json_schema(bfcl, expected):
-    assert bench.bfcl_to_json_schema(bfcl) == expected
+def test_bfcl_types_become_json_schema(given, expected):
+    assert bfcl.bfcl_to_json_schema(given) == expected
 
 
 def test_nested_schemas_are_converted_and_property_names_left_alone():
-    schema = bench.bfcl_to_json_schema(EVENT["parameters"])
+    schema = bfcl.bfcl_to_json_schema(EVENT["parameters"])
     assert schema["type"] == "object"
     assert schema["properties"]["start"]["type"] == "object"
     assert schema["properties"]["edits"]["items"]["type"] == "object"
     assert schema["properties"]["route"] == {"type": "array", "items": {"type": "string"}}
     assert "type" not in schema["properties"]["value"]
     assert schema["required"] == ["start"]
-    weird = bench.bfcl_to_json_schema({"type": "dict", "properties": {"type": {"type": "float"}}})
+    weird = bfcl.bfcl_to_json_schema({"type": "dict", "properties": {"type": {"type": "float"}}})
     assert weird["properties"] == {"type": {"type": "number"}}
 
 
 def test_case_tools_use_wire_safe_names_and_keep_the_bfcl_name():
-    (tool,) = bench.case_tools([TRIANGLE])
+    (tool,) = bfcl.case_tools([TRIANGLE])
     assert (tool.name, tool.wire_name) == ("geometry.area", "geometry_area")
     assert tool.schema["properties"]["height"] == {"type": "number", "description": "Height."}
-    (empty,) = bench.case_tools([{"name": "ping", "description": ""}])
+    (empty,) = bfcl.case_tools([{"name": "ping", "description": ""}])
     assert empty.schema == {"type": "object", "properties": {}}
 
 
@@ -129,31 +117,31 @@ def test_cases_load_from_jsonl_with_answers_from_a_second_file(tmp_path):
     data.write_text(json.dumps(entry) + "\n\n" + json.dumps({**entry, "id": "simple_1"}) + "\n")
     truth = [{"geometry.area": {"base": [3], "height": [4.0]}}]
     answers.write_text(json.dumps({"id": "parallel_multiple_7", "ground_truth": truth}) + "\n")
-    cases = bench.load_cases(data, answers)
+    cases = bfcl.load_cases(data, answers)
     assert [c.id for c in cases] == ["parallel_multiple_7", "simple_1"]
     assert cases[0].category == "parallel_multiple"
     assert cases[0].messages[0] == {"role": "system", "content": "s"}
     assert cases[0].ground_truth == truth and cases[1].ground_truth is None
-    assert len(bench.load_cases(data, limit=1)) == 1
+    assert len(bfcl.load_cases(data, limit=1)) == 1
 
 
 def test_a_flat_message_list_is_one_turn():
-    assert bench.first_turn([{"role": "user", "content": "hi", "extra": 1}]) == [
+    assert bfcl.first_turn([{"role": "user", "content": "hi", "extra": 1}]) == [
         {"role": "user", "content": "hi"}
     ]
-    with pytest.raises(ValueError):
-        bench.first_turn([])
+    with pytest.raises(InvalidRequestError):
+        bfcl.first_turn([])
 
 
 def test_the_shipped_sample_is_valid_bfcl():
-    cases = bench.load_cases(bench.DEFAULT_DATA)
+    cases = bfcl.load_cases(tool_calls.DEFAULT_DATA)
     assert len(cases) >= 20
     assert {"simple", "multiple", "parallel", "nested", "enum"} <= {c.category for c in cases}
     for case in cases:
         names = {fn["name"] for fn in case.functions}
         assert case.ground_truth, case.id
         assert all(next(iter(entry)) in names for entry in case.ground_truth), case.id
-        for tool in bench.case_tools(case.functions):
+        for tool in bfcl.case_tools(case.functions):
             assert tool.schema["type"] == "object"
 
 
@@ -174,8 +162,8 @@ def test_the_shipped_sample_is_valid_bfcl():
     ],
 )
 def test_schema_validation(value, ok):
-    schema = bench.bfcl_to_json_schema(EVENT["parameters"])
-    assert (not bench.schema_errors(value, schema)) is ok
+    schema = bfcl.bfcl_to_json_schema(EVENT["parameters"])
+    assert (not bfcl.schema_errors(value, schema)) is ok
 
 
 @pytest.mark.parametrize(
@@ -196,16 +184,16 @@ def test_schema_validation(value, ok):
     ],
 )
 def test_validation_keywords(value, schema, ok):
-    assert (not bench.schema_errors(value, schema)) is ok
+    assert (not bfcl.schema_errors(value, schema)) is ok
 
 
 # ---------------------------------------------------------------------------- BFCL answers
 
 
 def test_standardize_is_bfcls_normal_form():
-    assert bench.standardize("April 1, 2024") == bench.standardize("april 1,2024")
-    assert bench.standardize("New-York_City") == "newyorkcity"
-    assert bench.standardize("it's") == 'it"s'
+    assert bfcl.standardize("April 1, 2024") == bfcl.standardize("april 1,2024")
+    assert bfcl.standardize("New-York_City") == "newyorkcity"
+    assert bfcl.standardize("it's") == 'it"s'
 
 
 TRIANGLE_TRUTH = {"geometry.area": {"base": [10], "height": [5.0], "unit": ["cm", ""]}}
@@ -224,12 +212,12 @@ TRIANGLE_TRUTH = {"geometry.area": {"base": [10], "height": [5.0], "unit": ["cm"
     ],
 )
 def test_call_matches_like_bfcl(args, ok):
-    assert bench.call_matches("geometry.area", args, TRIANGLE_TRUTH, TRIANGLE) is ok
+    assert bfcl.call_matches("geometry.area", args, TRIANGLE_TRUTH, TRIANGLE) is ok
 
 
 def test_a_parameter_without_the_empty_option_is_needed():
     truth = {"geometry.area": {"base": [10], "height": [5.0], "unit": ["cm"]}}
-    assert not bench.call_matches("geometry.area", {"base": 10, "height": 5}, truth, TRIANGLE)
+    assert not bfcl.call_matches("geometry.area", {"base": 10, "height": 5}, truth, TRIANGLE)
 
 
 def test_nested_dicts_lists_of_dicts_and_tuples_match():
@@ -242,12 +230,12 @@ def test_nested_dicts_lists_of_dicts_and_tuples_match():
         }
     }
     args = {"start": {"date": "2024-05-10"}, "route": ["sfo", "jfk"], "value": 42}
-    assert bench.call_matches("create_event", args, truth, EVENT)
+    assert bfcl.call_matches("create_event", args, truth, EVENT)
     edits = {**args, "edits": [{"old": "A-B", "new": "c"}]}
-    assert bench.call_matches("create_event", edits, truth, EVENT)
-    assert not bench.call_matches("create_event", {**edits, "edits": []}, truth, EVENT)
-    assert not bench.call_matches("create_event", {**args, "route": ["JFK", "SFO"]}, truth, EVENT)
-    assert not bench.call_matches(
+    assert bfcl.call_matches("create_event", edits, truth, EVENT)
+    assert not bfcl.call_matches("create_event", {**edits, "edits": []}, truth, EVENT)
+    assert not bfcl.call_matches("create_event", {**args, "route": ["JFK", "SFO"]}, truth, EVENT)
+    assert not bfcl.call_matches(
         "create_event", {**args, "start": {"date": "2024-05-10", "x": "y"}}, truth, EVENT
     )
 
@@ -258,9 +246,9 @@ def test_parallel_calls_match_in_any_order_once_each():
         {"geometry.area": {"base": [3], "height": [4.0]}},
     ]
     a, b = ("geometry.area", {"base": 1, "height": 2}), ("geometry.area", {"base": 3, "height": 4})
-    assert bench.calls_match([b, a], truth, [TRIANGLE])
-    assert not bench.calls_match([a, a], truth, [TRIANGLE])
-    assert not bench.calls_match([a], truth, [TRIANGLE])
+    assert bfcl.calls_match([b, a], truth, [TRIANGLE])
+    assert not bfcl.calls_match([a, a], truth, [TRIANGLE])
+    assert not bfcl.calls_match([a], truth, [TRIANGLE])
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -278,11 +266,11 @@ def test_parallel_calls_match_in_any_order_once_each():
     ],
 )
 def test_parse_arguments(raw, parsed):
-    assert bench.parse_arguments(raw) == parsed
+    assert bfcl.parse_arguments(raw) == parsed
 
 
 def _verdicts(reply, case):
-    scores = bench.score_reply(reply, bench.case_tools(case.functions), case)
+    scores = bfcl.score_reply(reply, bfcl.case_tools(case.functions), case)
     return tuple(
         scores[k] for k in ("well_formed", "existing_function", "schema_valid", "accurate")
     )
@@ -307,14 +295,14 @@ def test_score_levels():
 
 def test_problems_say_what_went_wrong():
     case = _case([TRIANGLE])
-    scores = bench.score_reply(
-        _reply(error="APIStatusError: 500"), bench.case_tools([TRIANGLE]), case
+    scores = bfcl.score_reply(
+        _reply(error="APIStatusError: 500"), bfcl.case_tools([TRIANGLE]), case
     )
     assert scores["problems"] == ["APIStatusError: 500"]
-    scores = bench.score_reply(_reply(), bench.case_tools([TRIANGLE]), case)
+    scores = bfcl.score_reply(_reply(), bfcl.case_tools([TRIANGLE]), case)
     assert scores["problems"] == ["no tool call"]
-    scores = bench.score_reply(
-        _reply(("geometry_area", {"base": "x", "height": 1})), bench.case_tools([TRIANGLE]), case
+    scores = bfcl.score_reply(
+        _reply(("geometry_area", {"base": "x", "height": 1})), bfcl.case_tools([TRIANGLE]), case
     )
     assert any("base" in p for p in scores["problems"])
 
@@ -340,17 +328,17 @@ def test_summary_and_tables():
         _record("parallel_0", False, False, False, None, 2.0, error="boom"),
         _record("parallel_1", True, False, False, False, 5.0),
     ]
-    s = bench.summarize(records)
+    s = bfcl.summarize(records)
     assert (s["cases"], s["errors"], s["judged"]) == (4, 1, 3)
     assert (s["well_formed"], s["existing_function"], s["schema_valid"]) == (75.0, 50.0, 25.0)
     assert s["accuracy"] == pytest.approx(100 / 3)
     assert s["median_s"] == 2.5
     assert s["truncated"] == 25.0
     run = {"model": "m", "dialect": "openai", "tool_choice": "auto", "summary": s, "cases": records}
-    (row,) = bench.table_rows([run])
+    (row,) = tool_calls.table_rows([run])
     assert row[:8] == ["m", "openai", "auto", 4, 1, "75.0", "50.0", "25.0"]
     assert row[8:10] == ["33.3 (of 3)", "25.0"]
-    categories = bench.category_rows([run])
+    categories = tool_calls.category_rows([run])
     assert [r[3] for r in categories] == ["parallel", "simple"]
     assert categories[1][2:] == ["auto", "simple", 2, "50.0", "50.0"]
 
@@ -361,18 +349,10 @@ def test_markdown_report_has_both_tables():
         "model": "m",
         "dialect": "anthropic",
         "tool_choice": "required",
-        "summary": bench.summarize(records),
+        "summary": bfcl.summarize(records),
         "cases": records,
     }
     cfg = {"cases": 1, "data": "x.jsonl", "temperature": 0.0, "max_tokens": 8, "stream": False}
-    text = bench.render_markdown({"config": cfg, "runs": [run]})
+    text = tool_calls.render_markdown({"config": cfg, "runs": [run]})
     assert "| m | anthropic | required | 1 | 0 | 100.0 | 100.0 | 100.0 |  | 0.0 |" in text
     assert "| m | anthropic | required | simple | 1 | 100.0 |  |" in text
-
-
-def test_arguments_parse_comma_lists():
-    args = bench.parse_args(["--dialect", "ollama,anthropic", "--tool-choice", "required"])
-    assert args.dialect == ["anthropic", "ollama"] and args.tool_choice == ["required"]
-    assert args.model == ["smollm2:135m"]
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--dialect", "grpc"])

@@ -7,6 +7,10 @@ such option: its runs may stop early, which the report flags). Each line of the 
 with `time.perf_counter()` when it arrives; a content delta (text, thinking or tool-call
 arguments) becomes one entry of the `Timeline`.
 
+`HttpDriver.send` streams any body (an agent's whole conversation, say) the same way. Besides
+the three dialects, `llama-completion` is llama-server's own `/completion`, for a prompt text
+rendered here (its last event carries the cached and evaluated prompt tokens).
+
 `EngineDriver` does the same for an Engine called directly, through the protocol of
 `agentport.engines.base`: `submit(tokens, params, emit, cancel)`, then `Prefilled`, text pieces
 and `Finished` from the engine's thread.
@@ -108,6 +112,8 @@ def _anthropic_usage(usage: dict, tl: Timeline) -> None:
     prompt_keys = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
     if any(usage.get(k) for k in prompt_keys):
         tl.prompt_tokens = sum(int(usage.get(k) or 0) for k in prompt_keys)
+    if usage.get("cache_read_input_tokens") is not None:
+        tl.cached_tokens = int(usage["cache_read_input_tokens"])
     if usage.get("output_tokens"):
         tl.output_tokens = int(usage["output_tokens"])
 
@@ -139,6 +145,35 @@ def ollama_event(payload: dict, t: float, tl: Timeline) -> None:
         tl.output_tokens = payload.get("eval_count", tl.output_tokens)
 
 
+def completion_body(model: str, prompt: Prompt) -> dict[str, Any]:
+    """llama-server's `/completion` of ``prompt.user`` as the whole prompt text, uncached."""
+    return {
+        "prompt": prompt.user,
+        "n_predict": prompt.max_tokens,
+        "temperature": 0,
+        "seed": prompt.seed,
+        "ignore_eos": True,
+        "stream": True,
+        "cache_prompt": False,
+    }
+
+
+def completion_event(payload: dict, t: float, tl: Timeline) -> None:
+    """Fold one llama-server `/completion` event; the last (``stop``) carries the counts."""
+    if "error" in payload:
+        raise ApiError(f"the server sent an error: {json.dumps(payload)[:500]}")
+    if payload.get("content"):
+        tl.delta(t)
+    if not payload.get("stop"):
+        return
+    timings = payload.get("timings") or {}
+    cached, evaluated = timings.get("cache_n"), timings.get("prompt_n")
+    if cached is not None and evaluated is not None:
+        tl.cached_tokens, tl.prompt_tokens = int(cached), int(cached) + int(evaluated)
+    if payload.get("tokens_predicted") is not None:
+        tl.output_tokens = int(payload["tokens_predicted"])
+
+
 @dataclass(frozen=True)
 class Dialect:
     path: str
@@ -158,6 +193,7 @@ DIALECT_TABLE: dict[str, Dialect] = {
     ),
     "openai": Dialect("/v1/chat/completions", openai_body, openai_event, True),
     "ollama": Dialect("/api/chat", ollama_body, ollama_event, False),
+    "llama-completion": Dialect("/completion", completion_body, completion_event, True),
 }
 
 
@@ -190,16 +226,20 @@ class HttpDriver:
 
     def run(self, prompt: Prompt) -> Timeline:
         """One streamed generation; raises ApiError when the server answers with an error."""
-        body = json.dumps(self.dialect.body(self.model, prompt))
-        headers = {"content-type": "application/json", **dict(self.dialect.headers)}
+        return self.send(self.dialect.body(self.model, prompt))
+
+    def send(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> Timeline:
+        """Stream ``body`` to the dialect's path and record its timeline."""
+        all_headers = {"content-type": "application/json", **dict(self.dialect.headers)}
+        all_headers.update(headers or {})
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
             tl = Timeline(time.perf_counter())
-            conn.request("POST", self.dialect.path, body, headers)
+            conn.request("POST", self.dialect.path, json.dumps(body), all_headers)
             resp = conn.getresponse()
             if resp.status // 100 != 2:
                 raise ApiError(f"POST {self.dialect.path} -> {resp.status}: {resp.read()[:500]!r}")
-            for t, payload in payloads(_stamped_lines(resp), self.dialect.sse):
+            for t, payload in payloads(_stamped_lines(resp, tl), self.dialect.sse):
                 self.dialect.event(payload, t, tl)
             tl.t_end = time.perf_counter()
             return tl
@@ -211,9 +251,12 @@ class HttpDriver:
             conn.close()
 
 
-def _stamped_lines(resp: http.client.HTTPResponse) -> Iterator[tuple[float, bytes]]:
+def _stamped_lines(resp: http.client.HTTPResponse, tl: Timeline) -> Iterator[tuple[float, bytes]]:
     while raw := resp.readline():
-        yield time.perf_counter(), raw
+        t = time.perf_counter()
+        if tl.t_first_byte is None:
+            tl.t_first_byte = t
+        yield t, raw
 
 
 class EngineDriver:

@@ -10,7 +10,11 @@ stream ended, and the token counts the server reported. From it:
 - ITL (inter-token latency): the gaps between consecutive content deltas;
 - E2E (end-to-end latency): end of the stream minus the send time;
 - prompt tok/s: prompt tokens / TTFT;
-- decode tok/s: (output tokens - 1) / (last delta - first delta), that is 1 / TPOT.
+- decode tok/s: (output tokens - 1) / (last delta - first delta), that is 1 / TPOT;
+- prefill tok/s (engines only): prompt tokens / (end of prefill - send time);
+- throughput tok/s (a batch of concurrent requests): output tokens / (last end - first send);
+- cache-read share: prompt tokens the server says it did not evaluate / prompt tokens;
+- time to first byte: the first line of the response minus the send time.
 
 Output tokens are the server's own count when it gives one, else the number of deltas. A sample
 of values is summarized by its median, p90 and p99 (linear interpolation between ranks).
@@ -61,6 +65,8 @@ class Timeline:
     prompt_tokens: int | None = None
     output_tokens: int | None = None  # as the server reported them
     t_prefilled: float | None = None  # end of prefill, where an engine reports it
+    cached_tokens: int | None = None  # prompt tokens the server reports it did not evaluate
+    t_first_byte: float | None = None  # arrival of the response's first line
 
     def delta(self, t: float) -> None:
         """Record a content (text or thinking) delta that arrived at ``t``."""
@@ -114,6 +120,17 @@ def prefill_tps(tl: Timeline) -> float | None:
     if not tl.prompt_tokens or tl.t_prefilled is None or tl.t_prefilled <= tl.t_sent:
         return None
     return tl.prompt_tokens / (tl.t_prefilled - tl.t_sent)
+
+
+def cache_read_share(tl: Timeline) -> float | None:
+    """Cached prompt tokens over all prompt tokens, where the server reports both."""
+    if tl.cached_tokens is None or not tl.prompt_tokens:
+        return None
+    return tl.cached_tokens / tl.prompt_tokens
+
+
+def first_byte(tl: Timeline) -> float | None:
+    return None if tl.t_first_byte is None else tl.t_first_byte - tl.t_sent
 
 
 def request_metrics(tl: Timeline) -> dict[str, float | None]:

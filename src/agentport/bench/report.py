@@ -17,7 +17,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -410,13 +410,27 @@ def _title(records: Sequence[dict]) -> str:
 
 
 def write_record(record: dict, out_dir: Path) -> dict[str, Path]:
-    """Write ``<scenario>-<time>.json``, ``.md`` and ``.png`` under ``out_dir``."""
+    """Write a load or engine record as ``<scenario>-<time>.json``, ``.md`` and ``.png``."""
+    return write_outputs(record, render_markdown([record]), out_dir, lambda p: plot([record], p))
+
+
+def write_outputs(
+    record: dict,
+    markdown: str,
+    out_dir: Path,
+    draw: Callable[[Path], None] | None = None,
+    stamp: str | None = None,
+) -> dict[str, Path]:
+    """Write ``<scenario>-<stamp>.json`` and ``.md`` under ``out_dir``, and ``.png`` with
+    ``draw``; ``stamp`` defaults to now (a run that rewrites its files passes its own)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"{record['scenario']}-{time.strftime('%Y%m%d-%H%M%S')}"
-    paths = {ext: stem.with_suffix(f".{ext}") for ext in ("json", "md", "png")}
+    stem = out_dir / f"{record['scenario']}-{stamp or time.strftime('%Y%m%d-%H%M%S')}"
+    paths = {ext: stem.with_suffix(f".{ext}") for ext in ("json", "md")}
     paths["json"].write_text(json.dumps(record, indent=2) + "\n")
-    paths["md"].write_text(render_markdown([record]))
-    plot([record], paths["png"])
+    paths["md"].write_text(markdown)
+    if draw is not None:
+        paths["png"] = stem.with_suffix(".png")
+        draw(paths["png"])
     return paths
 
 

@@ -5,19 +5,19 @@ A target is written as
 - `agentport` (or `agentport:DIALECT`): `python -m agentport serve` started here, with its own
   temporary home, on a free loopback port, one sequence, f16 KV and the benchmark's context and
   threads; driven in the OpenAI dialect unless another is named;
-- `llama-server` (or `llama-server:DIALECT`): llama.cpp's own server, built by
-  `bench/llama_server.py` from the llama.cpp inside llama-cpp-python's source distribution, with
-  the same model file, context, threads, one slot and flash attention on;
+- `llama-server` (or `llama-server:DIALECT`): llama.cpp's own server, built by `llama_server`
+  from the llama.cpp inside llama-cpp-python's source distribution, with the same model file,
+  context, threads, one slot and flash attention on;
 - `NAME=URL,DIALECT`: a server already running on 127.0.0.1 (Ollama, mlx_lm.server, vLLM, ...).
 
-Every server started here is stopped again by `started`, even when a run fails.
+Every server started here is stopped again by `started`, even when a run fails, and gets a
+clean environment: none of the developer's AGENTPORT_* variables, only what the scenario sets.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
-import importlib.util
 import json
 import os
 import signal
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from agentport.bench.drivers import DIALECTS, HttpDriver, loopback
 from agentport.config import process_environment
-from agentport.errors import InvalidRequestError, LaunchError
+from agentport.errors import ApiError, InvalidRequestError, LaunchError
 
 LOOPBACK = "127.0.0.1"
 STARTED = ("agentport", "llama-server")
@@ -59,6 +59,8 @@ class ServerOptions:
     llama_bin: Path | None = None
     startup_timeout: float = 180.0
     workdir: Path = field(default_factory=Path.cwd)
+    agentport_env: dict[str, str] = field(default_factory=dict)  # more AGENTPORT_* for ours
+    llama_extra: tuple[str, ...] = ()  # more llama-server arguments
 
 
 @dataclass
@@ -123,20 +125,51 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def get_json(url: str, path: str, timeout: float = 2.0) -> dict | None:
-    """The JSON answer of a GET, or None when nothing answers or it is not a 200 object."""
+def _request(url: str, method: str, path: str, body: dict | None, timeout: float):
+    """(status, body bytes) of one request, or None when nothing answers."""
     host, port = loopback(url)
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        payload = None if body is None else json.dumps(body)
+        headers = {} if body is None else {"content-type": "application/json"}
+        conn.request(method, path, payload, headers)
         resp = conn.getresponse()
-        body = resp.read()
-        data = json.loads(body) if resp.status == 200 else None
-        return data if isinstance(data, dict) else None
-    except (OSError, http.client.HTTPException, ValueError):
+        return resp.status, resp.read()
+    except (OSError, http.client.HTTPException):
         return None
     finally:
         conn.close()
+
+
+def get_json(url: str, path: str, timeout: float = 2.0) -> dict | None:
+    """The JSON answer of a GET, or None when nothing answers or it is not a 200 object."""
+    answer = _request(url, "GET", path, None, timeout)
+    try:
+        data = json.loads(answer[1]) if answer and answer[0] == 200 else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def get_text(url: str, path: str, timeout: float = 5.0) -> str:
+    """The body of a GET as text; empty when nothing answers or it is not a 200."""
+    answer = _request(url, "GET", path, None, timeout)
+    return answer[1].decode("utf-8", "replace") if answer and answer[0] == 200 else ""
+
+
+def post_json(url: str, path: str, body: dict, timeout: float = 120.0) -> dict:
+    """The JSON object a POST answers; ApiError for no answer, a non-2xx status or not JSON."""
+    answer = _request(url, "POST", path, body, timeout)
+    if answer is None or answer[0] // 100 != 2:
+        status = "no answer" if answer is None else f"{answer[0]}: {answer[1][:300]!r}"
+        raise ApiError(f"POST {url}{path} -> {status}")
+    try:
+        data = json.loads(answer[1])
+    except ValueError as exc:
+        raise ApiError(f"POST {url}{path} answered no JSON") from exc
+    if not isinstance(data, dict):
+        raise ApiError(f"POST {url}{path} answered no JSON object")
+    return data
 
 
 def server_version(url: str) -> str:
@@ -185,20 +218,35 @@ def wait_ready(target: Target, ready: Callable[[], bool], timeout: float) -> Non
         time.sleep(0.25)
 
 
-def start_agentport(spec: TargetSpec, opts: ServerOptions) -> Target:
-    home = opts.workdir / f"{spec.name}-home"
-    home.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {k: v for k, v in process_environment().items() if not k.startswith("AGENTPORT_")}
+def clean_environment() -> dict[str, str]:
+    """This process's environment without any AGENTPORT_* variable."""
+    return {k: v for k, v in process_environment().items() if not k.startswith("AGENTPORT_")}
+
+
+def agentport_environment(opts: ServerOptions, port: int, home: Path) -> dict[str, str]:
+    """Ours' settings: loopback port, its own home, the benchmark's threads, context, KV type and
+    model; `parallel` 0 leaves the sequence count to the memory plan."""
+    env = clean_environment()
     env.update(
         AGENTPORT_HOST=f"{LOOPBACK}:{port}",
         AGENTPORT_HOME=str(home),
         AGENTPORT_THREADS=str(opts.threads),
         AGENTPORT_CONTEXT_LENGTH=str(opts.ctx),
-        AGENTPORT_PARALLEL=str(opts.parallel),
         AGENTPORT_KV_TYPE="f16",
         AGENTPORT_DEFAULT_MODEL=opts.model_name,
     )
+    if opts.parallel > 0:
+        env["AGENTPORT_PARALLEL"] = str(opts.parallel)
+    env.update({k: v for k, v in opts.agentport_env.items() if k.startswith("AGENTPORT_")})
+    return env
+
+
+def start_agentport(spec: TargetSpec, opts: ServerOptions) -> Target:
+    """Ours, its home `<workdir>/<name>-home`: the same home again after a restart."""
+    home = opts.workdir / f"{spec.name}-home"
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = agentport_environment(opts, port, home)
     url = f"http://{LOOPBACK}:{port}"
     log = home / "server.log"
     process = _spawn([sys.executable, "-m", "agentport", "serve"], env, log)
@@ -213,34 +261,29 @@ def _agentport_ready(url: str) -> bool:
 
 
 def llama_server_binary(given: Path | None) -> Path:
-    """``given``, else the binary `bench/llama_server.py` finds or builds in this checkout."""
+    """``given``, else the binary `llama_server` finds or builds in the user's cache."""
     if given is not None:
         if not given.is_file():
             raise LaunchError(f"no llama-server at {given}")
         return given
-    script = REPO_ROOT / "bench" / "llama_server.py"
-    if not script.is_file():
-        raise LaunchError("llama-server not found: pass --llama-bin (bench/ is not here)")
-    spec = importlib.util.spec_from_file_location("agentport_bench_llama_server", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    if not module.BIN_PATH.is_file():
-        print("building llama-server from the pinned sources (minutes) ...", file=sys.stderr)
-    return module.ensure_llama_server()
+    from agentport.bench.llama_server import ensure_llama_server
+
+    return ensure_llama_server()
 
 
 def llama_args(opts: ServerOptions, port: int) -> list[str]:
     """llama-server's arguments: as many slots as ours, each with the same context (llama-server
     splits `-c` among its slots), threads, KV type and attention."""
     args = ["-m", str(opts.model_path), "--host", LOOPBACK, "--port", str(port)]
-    args += ["-c", str(opts.ctx * opts.parallel), "--parallel", str(opts.parallel)]
+    slots = max(opts.parallel, 1)
+    args += ["-c", str(opts.ctx * slots), "--parallel", str(slots)]
     args += ["-t", str(opts.threads)]
     args += ["-fa", "on", "-ctk", "f16", "-ctv", "f16"]
     if 0 < opts.n_ctx_train < opts.ctx:  # ours stretches the same way (planner.context)
         scale = opts.ctx / opts.n_ctx_train
         args += ["--rope-scaling", "yarn", "--rope-scale", f"{scale:g}"]
         args += ["--yarn-orig-ctx", str(opts.n_ctx_train)]
-    return args
+    return [*args, *opts.llama_extra]
 
 
 def start_llama_server(spec: TargetSpec, opts: ServerOptions) -> Target:
@@ -248,7 +291,7 @@ def start_llama_server(spec: TargetSpec, opts: ServerOptions) -> Target:
     port = free_port()
     url = f"http://{LOOPBACK}:{port}"
     log = opts.workdir / f"{spec.name}.log"
-    process = _spawn([str(binary), *llama_args(opts, port)], process_environment(), log)
+    process = _spawn([str(binary), *llama_args(opts, port)], clean_environment(), log)
     driver = HttpDriver(url, spec.dialect, opts.model_name)
     return Target(spec, url, driver, _binary_version(binary), process, log)
 

@@ -1,9 +1,10 @@
-"""Benchmark scenarios: engine (pp + tg, like llama-bench), serve (N requests at concurrency C)
-and compare (several targets, alternating A B A B, each as a ratio to a reference target).
+"""The load scenarios over HTTP: serve (N requests at concurrency C against one target) and
+compare (several targets, alternating A B A B, each as a ratio to a reference target); decode
+and concurrency are compare runs with their own settings.
 
-Every scenario runs uncounted warm-ups first, uses temperature 0 with a fixed seed, asks for
+Every round runs after uncounted warm-ups, at temperature 0 with a fixed seed, asks for
 generation that ignores end of sequence, and puts a tag naming the round and request at the very
-front of each prompt so that no server's or engine's prefix cache can help. Each returns a record
+front of each prompt so that no prefix cache can help. A run returns a record
 (`report.new_record`) with per-target samples of the metrics in `metrics.py`, the per-round
 medians, and the decode bound of `bandwidth.py` at the scenario's context.
 """
@@ -11,8 +12,6 @@ medians, and the decode bound of `bandwidth.py` at the scenario's context.
 from __future__ import annotations
 
 import contextlib
-import random
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -22,39 +21,13 @@ from pathlib import Path
 
 from agentport.bench import cpu, metrics
 from agentport.bench.bandwidth import copy_bandwidth, decode_bound
-from agentport.bench.drivers import SEED, EngineDriver, Prompt
+from agentport.bench.drivers import Prompt
 from agentport.bench.metrics import Timeline, percentile
+from agentport.bench.prompts import chat_prompt, stderr_log
 from agentport.bench.report import model_facts, new_record
 from agentport.bench.targets import REPO_ROOT, ServerOptions, Target, TargetSpec, started
 
 Log = Callable[[str], None]
-
-VOCABULARY = (
-    "harbour lighthouse keeper river timber sawmill ferry captain lantern winter summer fog "
-    "boat rope tar brass bakery tavern story painter light water forest whistle noon night "
-    "ship flag deck mirror signal pattern storm wave tide shore cliff gull net anchor sail "
-    "market bell chapel bridge road cart horse field barn orchard apple mill stone wall gate"
-)
-WORDS = VOCABULARY.split()
-
-
-def stderr_log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def prose(tag: str, n_words: int, seed: int = SEED) -> str:
-    """``n_words`` of deterministic prose behind ``tag``: same seed, same text."""
-    rng = random.Random(seed)
-    words = [rng.choice(WORDS) for _ in range(n_words)]
-    sentences = [" ".join(words[i : i + 12]).capitalize() + "." for i in range(0, n_words, 12)]
-    return f"[{tag}] " + " ".join(sentences)
-
-
-def chat_prompt(tag: str, words: int, tokens: int) -> Prompt:
-    """A storytelling request whose system and user texts both start with ``tag``."""
-    system = f"[{tag}] You are a storyteller. Continue the story you are given."
-    return Prompt(system, prose(tag, words), tokens)
-
 
 # ---------------------------------------------------------------------------- HTTP scenarios
 
@@ -260,97 +233,3 @@ def _target_facts(target: Target) -> dict:
         "url": target.url,
         "version": target.version,
     }
-
-
-# ---------------------------------------------------------------------------- engine scenario
-
-
-@dataclass
-class EngineConfig:
-    pp: int = 512  # prompt tokens of a prompt-processing run
-    tg: int = 128  # tokens generated in a generation run
-    reps: int = 3
-    warmup: int = 1
-
-
-def pp_tokens(engine, tag: str, n: int) -> list[int]:
-    """Exactly ``n`` prompt tokens of tagged prose (the tag comes first, so no cache helps)."""
-    words = n
-    while True:
-        tokens = engine.tokenize(prose(tag, words))
-        if len(tokens) >= n:
-            return tokens[:n]
-        words *= 2
-
-
-def engine_round(driver: EngineDriver, cfg: EngineConfig, label: str) -> tuple[Timeline, Timeline]:
-    """One pp run (``cfg.pp`` tokens, one generated) and one tg run (``cfg.tg`` tokens)."""
-    from agentport.core import SamplingParams
-
-    pp_params = SamplingParams(temperature=0, seed=SEED, max_tokens=1)
-    pp = driver.run(pp_tokens(driver.engine, f"pp {label}", cfg.pp), pp_params)
-    tg_params = SamplingParams(temperature=0, seed=SEED, max_tokens=cfg.tg, ignore_eos=True)
-    tg = driver.run(driver.engine.tokenize(f"[tg {label}] Once upon a time"), tg_params)
-    return pp, tg
-
-
-def bench_engine(engine, cfg: EngineConfig, name: str, log: Log = stderr_log) -> dict:
-    """Warm-ups, then ``cfg.reps`` pp and tg runs on one engine; its result."""
-    driver, result = EngineDriver(engine), new_result()
-    labels = [f"warmup-{i}" for i in range(cfg.warmup)] + [f"r{i}" for i in range(cfg.reps)]
-    for label in labels:
-        pp, tg = engine_round(driver, cfg, label)
-        values = {
-            "pp_tps": metrics.prefill_tps(pp),
-            "tg_tps": metrics.decode_tps(tg),
-            "ttft_s": metrics.ttft(tg),
-        }
-        log(f"{name:>10} {label:>9}: " + ", ".join(f"{k} {_num(v)}" for k, v in values.items()))
-        if label.startswith("warmup"):
-            continue
-        for metric, value in values.items():
-            result["samples"].setdefault(metric, []).extend([] if value is None else [value])
-            result["round_medians"].setdefault(metric, []).append(value)
-        if tg.tokens != cfg.tg:
-            result["wrong_token_count"].append(f"{label} ({tg.tokens} tokens)")
-        result["prompt_tokens"].append(tg.prompt_tokens or 0)
-    return result
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}" if value < 10 else f"{value:.1f}"
-
-
-@dataclass
-class EngineRun:
-    engines: list[str]
-    model_path: Path
-    threads: int
-    ctx: int = 4096
-    copy_mib: int = 256
-
-
-def run_engines(run: EngineRun, cfg: EngineConfig, log: Log = stderr_log) -> dict:
-    """The engine scenario over ``run.engines``; an engine that cannot load is recorded as
-    skipped with its reason. The first engine is the reference."""
-    from agentport.bench.engines import load_engine
-
-    config = {**asdict(cfg), "threads": run.threads, "ctx": run.ctx, "targets": run.engines}
-    record = new_record("engine", config, REPO_ROOT)
-    record["model"] = model_facts(run.model_path)
-    record["reference"] = run.engines[0]
-    for name in run.engines:
-        loaded = load_engine(name, run.model_path, run.threads, run.ctx)
-        if isinstance(loaded, str):
-            log(f"{name}: skipped, {loaded}")
-            record["results"][name] = {**new_result(), "skipped": loaded}
-            continue
-        engine, version = loaded
-        record["targets"].append({"name": name, "kind": "engine", "version": version})
-        try:
-            record["results"][name] = bench_engine(engine, cfg, name, log)
-        finally:
-            engine.close()
-    context = int(cfg.tg / 2) + 8
-    record["bound"] = measure_bound(run.model_path, run.threads, context, run.copy_mib)
-    return record
