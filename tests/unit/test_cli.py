@@ -534,19 +534,3 @@ def test_python_dash_m_runs_the_app(monkeypatch: pytest.MonkeyPatch, no_server: 
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("agentport", run_name="__main__")
     assert exit_info.value.code == 0
-
-
-@pytest.mark.parametrize(
-    "command, script", [("agent-loop", "agent_loop"), ("tool-calls", "tool_calls")]
-)
-def test_bench_script_commands_run_the_checkout_scripts(command, script):
-    import subprocess
-
-    done = subprocess.run(
-        [sys.executable, "-m", "agentport", "bench", command, "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert f"usage: {script}.py" in done.stdout
