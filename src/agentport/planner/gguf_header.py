@@ -203,8 +203,7 @@ class _Reader:
             self.offset = offset
             return
         self.offset = offset
-        self.string(limit)  # raises, saying what is wrong with this string
-        raise AssertionError("unreachable")  # pragma: no cover
+        self.string(limit)  # this string is the bad one: reading it raises what is wrong
 
     def value(self, value_type: int, limit: int, depth: int) -> Any:
         if value_type in SCALARS:
