@@ -3,6 +3,7 @@ share one real server (the real engine and the embedded model), started once per
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +16,11 @@ from live_server import LiveServer, start_server, stop_server
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No AGENTPORT_* variable of the developer's reaches a test; the home is a fresh folder."""
+    for name in [name for name in os.environ if name.upper().startswith("AGENTPORT_")]:
+        monkeypatch.delenv(name)
     home = tmp_path / "agentport-home"
     monkeypatch.setenv("AGENTPORT_HOME", str(home))
-    monkeypatch.delenv("AGENTPORT_MODELS", raising=False)
-    monkeypatch.delenv("AGENTPORT_HOST", raising=False)
-    monkeypatch.delenv("AGENTPORT_API_KEY", raising=False)
     return home
 
 

@@ -1,12 +1,10 @@
 """`agentport doctor`: every check fed with fake facts, the smaller-model fix, the glue to the
-planner (with fake planner modules), and the command's exit code and JSON."""
+planner (the real one, on the embedded model's GGUF), and the command's exit code and JSON."""
 
 from __future__ import annotations
 
 import json
-import sys
-import types
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,7 +25,11 @@ from agentport.cli.doctor import (
 )
 from agentport.cli.main import app
 from agentport.config import Settings
-from agentport.errors import InvalidRequestError
+from agentport.planner import probes
+from agentport.planner.budget import headroom
+from agentport.planner.estimate import estimate_memory
+from agentport.planner.gguf_meta import ModelShape, read_shape
+from agentport.planner.probes import DeviceMemory
 
 GB = 1024**3
 runner = CliRunner()
@@ -324,95 +326,19 @@ def test_exit_code_and_report() -> None:
     }
 
 
-# --- the glue to the planner, with fake planner modules --------------------------------------
+# --- the glue to the planner: the real planner on the embedded model's real GGUF -------------
 
 
-@dataclass
-class FakeEstimate:
-    weights: int
-    kv: int
-    compute: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.kv + self.compute
+def machine(total: int = 16 * GB, available: int = 10 * GB) -> DeviceMemory:
+    return DeviceMemory(total=total, available=available)
 
 
-@dataclass
-class FakeLoadRequest:
-    n_ctx: int = 32768
-    parallel: int | None = None
-    kv_type: str | None = None
-    batch_size: int = 512
-    flash_attention: bool = True
-    floor: int = 32768
+@pytest.fixture(scope="module")
+def smollm2(gguf: Path) -> ModelShape:
+    return read_shape(gguf)
 
 
-@dataclass
-class FakePlan:
-    n_ctx: int
-    parallel: int
-    kv_type: str
-    estimate: FakeEstimate
-    budget: int
-    notes: list[str] = field(default_factory=list)
-
-
-class FakeDoesNotFit(InvalidRequestError):
-    pass
-
-
-@dataclass
-class FakeDevice:
-    total: int = 16 * GB
-    available: int = 10 * GB
-    swap_total: int = 0
-    swap_used: int = 0
-    pressure: str = "ok"
-    pressure_detail: str = ""
-
-
-@pytest.fixture
-def planner(monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Fake planner modules; `calls` records what the doctor asked of them."""
-    calls: dict = {"fits": True}
-
-    def estimate_memory(shape, n_ctx, parallel=1, kv_type="f16", batch_size=512, **_):
-        calls["estimate"] = (n_ctx, parallel, kv_type, batch_size)
-        return FakeEstimate(weights=5 * GB, kv=n_ctx * parallel * 1024)
-
-    def plan_load(shape, request, budget, idle=()):  # fits at the context asked for
-        calls["plan"] = (request, budget, list(idle))
-        if not calls["fits"]:
-            raise FakeDoesNotFit("needs 5.4 GB; a smaller quant would fit")
-        return FakePlan(request.n_ctx, 1, "f16", FakeEstimate(5 * GB, GB), budget, ["1 slot"])
-
-    modules = {
-        "agentport.planner.probes": {"probe_device": lambda: FakeDevice()},
-        "agentport.planner.budget": {
-            "default_reserve": lambda total: total // 4,
-            "model_budget": lambda device, reserve=None, loaded=0: min(
-                device.total - (device.total // 4 if reserve is None else reserve) - loaded,
-                device.available,
-            ),
-        },
-        "agentport.planner.estimate": {"estimate_memory": estimate_memory},
-        "agentport.planner.guard": {
-            "AGENT_FLOOR": 32768,
-            "DoesNotFit": FakeDoesNotFit,
-            "LoadRequest": FakeLoadRequest,
-            "plan_load": plan_load,
-        },
-        "agentport.planner.gguf_meta": {"read_shape": lambda path, cache_dir=None: "shape"},
-    }
-    for name, attributes in modules.items():
-        module = types.ModuleType(name)
-        module.__dict__.update(attributes)
-        monkeypatch.setitem(sys.modules, name, module)
-    return calls
-
-
-def test_plan_memory_budgets_like_the_server(planner: dict) -> None:
+def test_plan_memory_budgets_like_the_server(gguf: Path, smollm2: ModelShape) -> None:
     loaded = [
         {"name": "smollm2:135m", "memory": {"planned": {"weights": 1 * GB, "total": 2 * GB}}},
         {
@@ -425,69 +351,87 @@ def test_plan_memory_budgets_like_the_server(planner: dict) -> None:
         },
         {"name": "busy:1b", "size": 3 * GB, "slots": {"total": 1, "busy": 1}},
     ]
-    result = doctor.plan_memory(Settings(), FakeDevice(), Path("m.gguf"), "smollm2:135m", loaded)
+    settings = Settings(memory_reserve=4 * GB)
+    result = doctor.plan_memory(settings, machine(), gguf, "smollm2:135m", loaded)
     assert result.reserve == 4 * GB
     # total 16 - reserve 4 - what the others hold beyond weights (1 + 3), binding before
     # available 10 + 1 (the checked model's own KV cache and compute buffer); then the others'
     # weights come off: their page cache counts as available
     assert result.budget == 16 * GB - 4 * GB - 4 * GB - 5 * GB
-    request, budget, idle = planner["plan"]
-    assert budget == result.budget and idle == [("qwen3:8b", 6 * GB)]
-    assert (request.n_ctx, request.parallel, request.kv_type) == (32768, None, None)
-    assert planner["estimate"] == (32768, 1, "f16", 512)
-    assert result.plan == PlanFacts(32768, 1, "f16", 6 * GB, ["1 slot"])
-    assert result.floor_total == 5 * GB + 32768 * 1024
+    # 4 slots of 32k need about 3.1 GiB with SmolLM2: the guard evicts the idle qwen3:8b (the
+    # busy model stays) and plans the full configuration
+    assert result.plan is not None
+    assert (result.plan.n_ctx, result.plan.parallel, result.plan.kv_type) == (32768, 4, "f16")
+    assert result.plan.total > result.budget and result.plan.notes == []
+    full = estimate_memory(smollm2, 32768, parallel=4, kv_type="f16")
+    assert result.plan.total == full.total
+    assert result.floor_total == estimate_memory(smollm2, 32768, parallel=1).total
+    assert (result.kv_type, result.parallel) == (None, None)
 
 
-def test_a_loaded_model_gives_back_what_it_holds(planner: dict) -> None:
-    device = FakeDevice(total=64 * GB, available=10 * GB)
+def test_a_busy_model_is_never_evicted(gguf: Path) -> None:
+    loaded = [{"name": "busy:8b", "size": 14 * GB, "slots": {"total": 1, "busy": 1}}]
+    result = doctor.plan_memory(Settings(), machine(), gguf, "smollm2:135m", loaded)
+    assert result.budget == 0 and result.plan is None
+    assert "does not fit" in result.plan_error
+
+
+def test_a_loaded_model_gives_back_what_it_holds(gguf: Path) -> None:
+    device = machine(total=64 * GB, available=10 * GB)
     loaded = [{"name": "m:1", "memory": {"actual": {"weights": 1 * GB, "total": 3 * GB}}}]
-    result = doctor.plan_memory(Settings(), device, Path("m.gguf"), "m:1", loaded)
-    assert result.budget == 10 * GB + 2 * GB  # available binds; the KV cache is its own
-    assert planner["plan"][2] == []
+    result = doctor.plan_memory(Settings(), device, gguf, "m:1", loaded)
+    assert result.budget == 12 * GB - headroom(64 * GB)  # available binds; the KV cache is its own
+    assert result.plan is not None and result.plan.notes == []
 
 
-def test_plan_memory_uses_the_settings(planner: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_memory_uses_the_settings(
+    gguf: Path, smollm2: ModelShape, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AGENTPORT_KV_TYPE", "q8_0")
     monkeypatch.setenv("AGENTPORT_PARALLEL", "2")
     monkeypatch.setenv("AGENTPORT_MEMORY_RESERVE", "2GB")
     monkeypatch.setenv("AGENTPORT_CONTEXT_LENGTH", "16384")
-    result = doctor.plan_memory(Settings(), FakeDevice(), Path("m.gguf"), "m:1", [])
-    request, budget, _ = planner["plan"]
-    assert (request.n_ctx, request.parallel, request.kv_type) == (16384, 2, "q8_0")
-    assert planner["estimate"] == (32768, 2, "q8_0", 512)
-    assert result.reserve == Settings().memory_reserve and budget == 10 * GB
+    result = doctor.plan_memory(Settings(), machine(), gguf, "m:1", [])
+    assert result.plan is not None
+    assert (result.plan.n_ctx, result.plan.parallel, result.plan.kv_type) == (16384, 2, "q8_0")
+    assert result.reserve == 2 * GB
+    assert result.budget == 10 * GB - headroom(16 * GB)
+    floor = estimate_memory(smollm2, 32768, parallel=2, kv_type="q8_0")
+    assert result.floor_total == floor.total
     assert (result.kv_type, result.parallel) == ("q8_0", 2)
 
 
-def test_plan_memory_records_the_refusal(planner: dict) -> None:
-    planner["fits"] = False
-    result = doctor.plan_memory(Settings(), FakeDevice(), Path("m.gguf"), "m:1", [])
-    assert result.plan is None and "a smaller quant would fit" in result.plan_error
+def test_plan_memory_adapts_like_the_server(gguf: Path) -> None:
+    """A budget too small for 4 slots of 32k: the guard's adaptations reach the doctor."""
+    result = doctor.plan_memory(Settings(), machine(available=1 * GB), gguf, "m:1", [])
+    assert result.plan is not None and result.plan.parallel < 4
+    assert result.plan.total <= result.budget
+    assert any("do not fit" in note for note in result.plan.notes)
 
 
-def test_gather_without_a_server_still_checks_the_machine(
-    planner: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_plan_memory_records_the_refusal(gguf: Path) -> None:
+    result = doctor.plan_memory(Settings(), machine(available=100 << 20), gguf, "m:1", [])
+    assert result.plan is None and "does not fit" in result.plan_error
+
+
+def test_gather_without_a_server_still_checks_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTPORT_HOST", f"127.0.0.1:{free_port()}")
+    monkeypatch.setattr(probes, "probe_device", lambda: machine())
     facts = doctor.gather(Settings(), "smollm2:135m")
     assert facts.server_version is None and facts.listed is None
     assert facts.device is not None and facts.disk_free is not None
     checks = by_name(facts)
     assert checks["server"].status == FAIL
     assert checks["disk"].status in (OK, WARN, FAIL) and checks["disk"].finding
-    if facts.in_store:  # the embedded model package is installed
-        assert checks["model"].status == OK and checks["memory"].status == OK
+    assert facts.in_store  # the embedded model
+    assert checks["model"].status == OK and checks["memory"].status == OK
 
 
 def test_gather_reports_a_failing_planner(monkeypatch: pytest.MonkeyPatch) -> None:
-    module = types.ModuleType("agentport.planner.probes")
-
     def probe_device():
         raise RuntimeError("no /proc")
 
-    module.probe_device = probe_device
-    monkeypatch.setitem(sys.modules, "agentport.planner.probes", module)
+    monkeypatch.setattr(probes, "probe_device", probe_device)
     monkeypatch.setenv("AGENTPORT_HOST", f"127.0.0.1:{free_port()}")
     facts = doctor.gather(Settings(), "smollm2:135m")
     assert facts.device is None and "no /proc" in facts.memory_error

@@ -248,7 +248,7 @@ def test_a_new_model_evicts_the_idle_one_the_plan_names(tmp_path):
 
 
 def test_residents_report_busy_models_and_idle_ones_by_age(tmp_path):
-    from agentport.runtime.memory_watch import idle_by_age
+    from agentport.planner.plan import idle_by_age
 
     runtime = make_runtime(tmp_path, ScriptedEngine(["x"] * 50, delay=0.01))
 

@@ -429,35 +429,28 @@ def _gather_memory(facts: Facts, settings: Settings, loaded: list[dict[str, Any]
 def plan_memory(
     settings: Settings, device: Any, path: Path, model: str, loaded: list[dict[str, Any]]
 ) -> MemoryFacts:
-    """The planner's estimate at the agent floor and the guard's load plan for `model` on
-    `device`, with the budget the server would use (see `budget_for`)."""
-    from agentport.planner.estimate import estimate_memory
+    """The planner's estimate at the agent floor and the load plan for `model` on `device`,
+    next to the models `loaded` (rows of `/api/ps`), as the server would make it."""
     from agentport.planner.gguf_meta import read_shape
-    from agentport.planner.guard import AGENT_FLOOR, DoesNotFit, LoadRequest, plan_load
+    from agentport.planner.guard import AGENT_FLOOR, DoesNotFit
+    from agentport.planner.plan import (
+        estimate_as_asked,
+        load_budget,
+        load_request,
+        plan_for,
+        reserve_for,
+    )
 
     shape = read_shape(path, settings.metadata_cache)
-    kv_type, parallel = _setting(settings, "kv_type"), _setting(settings, "parallel")
-    batch, flash = settings.batch_size, settings.flash_attention
-    floor = estimate_memory(
-        shape,
-        AGENT_FLOOR,
-        parallel=parallel or 1,
-        kv_type=kv_type or "f16",
-        batch_size=batch,
-        flash_attention=flash,
-    )
-    budget, reserve, idle = budget_for(settings, device, model, loaded)
-    memory = MemoryFacts(budget, reserve, AGENT_FLOOR, floor.total, kv_type, parallel)
-    request = LoadRequest(
-        n_ctx=settings.context_length,
-        parallel=parallel,
-        kv_type=kv_type,
-        batch_size=batch,
-        flash_attention=flash,
-        floor=min(AGENT_FLOOR, settings.context_length),
+    request = load_request(settings)
+    floor = estimate_as_asked(shape, request, AGENT_FLOOR)
+    device, residents = residents_for(device, model, loaded)
+    budget, reserve = load_budget(settings, device, residents), reserve_for(settings, device)
+    memory = MemoryFacts(
+        budget, reserve, AGENT_FLOOR, floor.total, request.kv_type, request.parallel
     )
     try:
-        plan = plan_load(shape, request, budget, idle)
+        plan = plan_for(settings, shape, device, residents)
     except DoesNotFit as exc:
         memory.plan_error = exc.message
         return memory
@@ -466,28 +459,26 @@ def plan_memory(
     return memory
 
 
-def budget_for(
-    settings: Settings, device: Any, model: str, loaded: list[dict[str, Any]]
-) -> tuple[int, int, list[tuple[str, int]]]:
-    """(budget, reserve, idle models) for `model` by `model_budget`'s rule. Loaded models'
-    weights are memory-mapped page cache, which the probe counts as available, so they come off
-    the budget; their KV caches and compute buffers are `model_budget`'s `loaded`. `model`
-    itself, when loaded, gives back what it holds. Other loaded models without busy slots are
-    the idle ones the guard may evict."""
-    from agentport.planner.budget import default_reserve, model_budget
+def residents_for(device: Any, model: str, loaded: list[dict[str, Any]]) -> tuple[Any, list]:
+    """The device as it would be with `model` unloaded (what it holds outside the page cache
+    counts as available again), and the other loaded models as the planner's residents, aged
+    in `/api/ps` order (it does not say when each was last used); busy ones are not idle."""
+    from agentport.planner.plan import Resident
 
-    reserve = _setting(settings, "memory_reserve")
     mine = [row for row in loaded if _same(model, row)]
-    others = [row for row in loaded if not _same(model, row)]
     device = replace(device, available=device.available + sum(map(_held, mine)))
-    budget = model_budget(device, reserve, loaded=sum(map(_held, others)))
-    budget = max(0, budget - sum(_memory(row, "weights") for row in others))
-    idle = [
-        (str(row.get("name")), _memory(row, "total"))
-        for row in others
-        if not _get(row.get("slots"), "busy")
+    residents = [
+        Resident(
+            name=str(row.get("name")),
+            weights=_memory(row, "weights"),
+            total=_memory(row, "total"),
+            busy=bool(_get(row.get("slots"), "busy")),
+            last_used=float(order),
+        )
+        for order, row in enumerate(loaded)
+        if not _same(model, row)
     ]
-    return budget, reserve or default_reserve(device.total), idle
+    return device, residents
 
 
 def _held(row: dict[str, Any]) -> int:
@@ -505,12 +496,6 @@ def _local_gguf(settings: Settings, model: str) -> Path | None:
         return store.get(model).model_path
     except (AgentportError, OSError):
         return None
-
-
-def _setting(settings: Settings, name: str) -> Any:
-    """A planner setting, None when unset or automatic (older Settings lack some of them)."""
-    value = getattr(settings, name, None)
-    return None if value in (None, 0, "", "auto") else value
 
 
 def _same(model: str, entry: dict[str, Any]) -> bool:

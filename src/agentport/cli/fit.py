@@ -20,10 +20,16 @@ from rich.text import Text
 from agentport.cli.console import console, fail, load_settings, reporting
 from agentport.config import Settings, parse_size
 from agentport.errors import InvalidRequestError
-from agentport.planner.budget import default_reserve, model_budget
-from agentport.planner.estimate import MemoryEstimate, estimate_memory
+from agentport.planner.estimate import MemoryEstimate
 from agentport.planner.gguf_meta import ModelShape, format_params, read_shape
-from agentport.planner.guard import DoesNotFit, LoadPlan, LoadRequest, plan_load
+from agentport.planner.guard import DoesNotFit, LoadPlan, LoadRequest
+from agentport.planner.plan import (
+    estimate_as_asked,
+    load_budget,
+    load_request,
+    plan_for,
+    reserve_for,
+)
 from agentport.planner.probes import DeviceMemory, probe_device
 from agentport.planner.tiers import TierRow, tier_table
 
@@ -65,15 +71,7 @@ class FitReport:
         """The plan's bytes, or those of the configuration asked for when nothing fits."""
         if self.plan is not None:
             return self.plan.estimate
-        request = self.request
-        return estimate_memory(
-            self.shape,
-            request.n_ctx,
-            parallel=request.parallel or 1,
-            kv_type=request.kv_type or "f16",
-            batch_size=request.batch_size,
-            flash_attention=request.flash_attention,
-        )
+        return estimate_as_asked(self.shape, self.request, self.request.n_ctx)
 
 
 def fit_command(options: FitOptions) -> None:
@@ -98,14 +96,14 @@ def fit_command(options: FitOptions) -> None:
 def fit_report(settings: Settings, options: FitOptions) -> FitReport:
     path = model_path(settings, options.model or "")
     shape = read_shape(path, settings.metadata_cache)
-    device, reserve, described = _machine(settings, options.ram)
-    budget = model_budget(device, reserve)
-    request = _request(settings, options)
+    device, described = _machine(options.ram)
+    asked = _asked(settings, options, described)
+    reserve, budget = reserve_for(asked, device), load_budget(asked, device, ())
     report = FitReport(
-        options.model or "", shape, device, described, reserve, budget, request, None
+        options.model or "", shape, device, described, reserve, budget, load_request(asked), None
     )
     try:
-        report.plan = plan_load(shape, request, budget)
+        report.plan = plan_for(asked, shape, device)
     except DoesNotFit as exc:
         report.error = exc.message
     return report
@@ -126,33 +124,33 @@ def model_path(settings: Settings, model: str) -> Path:
     return store.get(settings.aliases.get(model, model)).model_path
 
 
-def _machine(settings: Settings, ram: str | None) -> tuple[DeviceMemory, int, bool]:
+def _machine(ram: str | None) -> tuple[DeviceMemory, bool]:
+    """This machine, probed; or one of `ram` bytes with all of them free (described: True)."""
     if ram is None:
-        device = probe_device()
-        return device, settings.memory_reserve or default_reserve(device.total), False
+        return probe_device(), False
     try:
         size = parse_size(ram)
     except ValueError as exc:
         raise InvalidRequestError(str(exc), param="ram") from exc
     if size <= 0:
         raise InvalidRequestError("--ram must be more than 0", param="ram")
-    device = DeviceMemory(total=size, available=size)
-    return device, default_reserve(size), True
+    return DeviceMemory(total=size, available=size), True
 
 
-def _request(settings: Settings, options: FitOptions) -> LoadRequest:
+def _asked(settings: Settings, options: FitOptions, described: bool) -> Settings:
+    """The settings with the command's options in place; a described machine gets the default
+    reserve for its size, not this machine's configured one."""
     kv_type = options.kv_type or settings.kv_type
     if kv_type not in ("auto", "f16", "q8_0", "q4_0"):
         raise InvalidRequestError(f"unknown KV cache type {kv_type!r}", param="kv_type")
-    n_ctx = options.ctx or settings.context_length
-    return LoadRequest(
-        n_ctx=n_ctx,
-        parallel=options.parallel or settings.parallel or None,
-        kv_type=None if kv_type == "auto" else kv_type,
-        batch_size=settings.batch_size,
-        flash_attention=settings.flash_attention,
-        floor=min(LoadRequest().floor, n_ctx),
-    )
+    update: dict[str, Any] = {
+        "context_length": options.ctx or settings.context_length,
+        "parallel": options.parallel or settings.parallel,
+        "kv_type": kv_type,
+    }
+    if described:
+        update["memory_reserve"] = 0
+    return settings.model_copy(update=update)
 
 
 # --- tables ----------------------------------------------------------------------------------

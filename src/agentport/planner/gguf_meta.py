@@ -2,7 +2,9 @@
 
 `ModelShape` holds the architecture facts (layers, heads, head sizes, embedding, vocabulary,
 trained context) and the bytes of the weights (the sum of the tensors' sizes, what llama.cpp
-maps). Parsed shapes are remembered as JSON per file, keyed by the schema version.
+maps). The header is read by `gguf_header`'s bounded reader; a count that is not a count (a
+string for the number of layers, say) is refused here. Parsed shapes are remembered as JSON per
+file, keyed by the schema version.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from agentport.errors import ModelLoadError
+from agentport.planner.gguf_header import GGUFHeader, TensorTotals, invalid, read_header
 
+TOKEN_EMBEDDINGS = "token_embd.weight"  # its second dimension is the vocabulary
+MAX_COUNT = 1 << 40  # layers, heads, widths and context lengths are far below this
 SCHEMA = 2  # bump when ModelShape's fields change: old cached JSON is then simply not read
 
 
@@ -86,8 +91,10 @@ FILE_TYPES = {
 
 
 def read_shape(path: Path, cache_dir: Path | None = None) -> ModelShape:
-    """The model's shape; with `cache_dir`, remembered per file (parsing a GGUF's vocabulary
-    takes seconds, and blobs are content-addressed so the key never goes stale)."""
+    """The model's shape; with `cache_dir`, remembered per file (walking a large vocabulary
+    takes a while, and blobs are content-addressed so the key never goes stale). Raises
+    InvalidRequestError for a file that is not a valid GGUF, ModelLoadError when it cannot be
+    read at all."""
     name = f"{path.name}-{path.stat().st_size}.v{SCHEMA}.json"
     cached = cache_dir / name if cache_dir else None
     if cached and cached.is_file():
@@ -110,82 +117,75 @@ def shape_from_dict(data: dict[str, Any]) -> ModelShape:
 
 def _read_gguf(path: Path) -> ModelShape:
     try:
-        from gguf import GGUFReader
-
-        reader = GGUFReader(str(path), "r")
-        values = {name: _value(field) for name, field in reader.fields.items()}
-        tensors = _tensor_facts(reader.tensors)
-    except (OSError, ValueError, KeyError, IndexError) as exc:
+        header = read_header(path, shapes_of=(TOKEN_EMBEDDINGS,))
+    except OSError as exc:
         raise ModelLoadError(f"cannot read GGUF metadata from {path.name}: {exc}") from exc
-    return _shape(values, path.stat().st_size, tensors)
+    return shape_from_header(header, path.stat().st_size)
 
 
-def _tensor_facts(tensors: Any) -> dict[str, int]:
-    facts = {"n_params": 0, "n_bytes": 0, "n_vocab": 0}
-    for tensor in tensors:
-        facts["n_params"] += int(tensor.n_elements)
-        facts["n_bytes"] += int(tensor.n_bytes)
-        if tensor.name == "token_embd.weight" and len(tensor.shape) >= 2:
-            facts["n_vocab"] = int(tensor.shape[1])
-    return facts
-
-
-def _shape(values: dict[str, Any], size: int, tensors: dict[str, int]) -> ModelShape:
+def shape_from_header(header: GGUFHeader, size: int) -> ModelShape:
+    """The shape a header describes (of a file of `size` bytes); refuses counts that are not
+    counts (a string for the number of layers, say)."""
+    values, tensors = header.values, header.tensors
     arch = str(values.get("general.architecture", "llama"))
 
-    def key(name: str, default: Any = 0) -> Any:
+    def key(name: str, default: int = 0) -> list[int]:
         value = values.get(f"{arch}.{name}")
-        return default if value is None else value
+        return [default] if value is None else _count(f"{arch}.{name}", value)
 
-    n_layers = int(key("block_count"))
-    n_embd = int(key("embedding_length"))
-    n_heads = _largest(key("attention.head_count", 1)) or 1
+    n_layers = max(key("block_count"))
+    n_embd = max(key("embedding_length"))
+    n_heads = max(key("attention.head_count", 1)) or 1
     n_kv = key("attention.head_count_kv", n_heads)
-    head_dim = int(key("attention.key_length", n_embd // n_heads))
-    head_dim_v = int(key("attention.value_length", head_dim))
+    per_layer_kv = isinstance(values.get(f"{arch}.attention.head_count_kv"), list)
+    head_dim = max(key("attention.key_length", n_embd // n_heads))
+    head_dim_v = max(key("attention.value_length", head_dim))
+    file_type = values.get("general.file_type", -1)
     return ModelShape(
         architecture=arch,
         n_layers=n_layers,
         n_heads=n_heads,
-        n_kv_heads=_largest(n_kv),
+        n_kv_heads=max(n_kv),
         head_dim=head_dim,
-        n_ctx_train=int(key("context_length", 4096)),
+        n_ctx_train=max(key("context_length", 4096)),
         file_size=size,
-        has_rope_scaling=str(key("rope.scaling.type", "none")) not in ("none", ""),
+        has_rope_scaling=str(values.get(f"{arch}.rope.scaling.type", "none")) not in ("none", ""),
         name=str(values.get("general.name", "")),
-        quantization=FILE_TYPES.get(int(values.get("general.file_type", -1)), ""),
-        parameter_count=tensors["n_params"],
+        quantization=FILE_TYPES.get(file_type, "") if isinstance(file_type, int) else "",
+        parameter_count=tensors.n_elements,
         n_embd=n_embd,
-        n_vocab=tensors["n_vocab"] or int(key("vocab_size")),
-        n_ff=_largest(key("feed_forward_length")),
+        n_vocab=_vocabulary(tensors) or max(key("vocab_size")),
+        n_ff=max(key("feed_forward_length")),
         head_dim_v=head_dim_v if head_dim_v != head_dim else 0,
-        kv_heads_total=sum(n_kv) if isinstance(n_kv, list) else n_layers * int(n_kv),
-        weights_bytes=tensors["n_bytes"],
-        sliding_window=int(key("attention.sliding_window")),
+        kv_heads_total=sum(n_kv) if per_layer_kv else n_layers * n_kv[0],
+        weights_bytes=tensors.n_bytes,
+        sliding_window=max(key("attention.sliding_window")),
     )
 
 
-def _largest(value: Any) -> int:
-    """A per-layer list's largest entry, or the value itself."""
-    if isinstance(value, list):
-        return int(max(value, default=0))
-    return int(value)
+def _vocabulary(tensors: TensorTotals) -> int:
+    shape = tensors.shapes.get(TOKEN_EMBEDDINGS, ())
+    return int(shape[1]) if len(shape) >= 2 else 0
 
 
-def _value(field: Any) -> Any:
-    """A GGUF field as a plain Python value (strings decoded; arrays of numbers as lists)."""
-    from gguf import GGUFValueType
+def _count(name: str, value: Any) -> list[int]:
+    """A count from the header as a list (one entry per layer, or one in all); anything but
+    non-negative whole numbers is refused."""
+    entries = value if isinstance(value, list) else [value]
+    if not entries or not all(_is_count(entry) for entry in entries):
+        raise invalid(f"{name} is {_brief(value)}, not a count")
+    return [int(entry) for entry in entries]
 
-    if not field.types:
-        return None
-    if field.types[0] == GGUFValueType.ARRAY:
-        if len(field.types) > 1 and field.types[1] == GGUFValueType.STRING:
-            return None  # vocabularies: large and not needed here
-        return [field.parts[i].tolist()[0] for i in field.data]
-    part = field.parts[field.data[0]]
-    if field.types[0] == GGUFValueType.STRING:
-        return bytes(part).decode("utf-8", errors="replace")
-    return part.tolist()[0]
+
+def _is_count(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return 0 <= value < MAX_COUNT and value == int(value)
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def format_params(count: int) -> str:

@@ -1,18 +1,12 @@
-"""Memory as the runtime sees it: the budget for the next load, and a watch on the machine.
-
-The planner does the arithmetic (planner/); this module feeds it what the runtime knows: the
-device probe, the configured reserve, and the models already loaded. Memory-mapped weights count
-as "available" to the kernel (they are page cache), so the weights of loaded models are taken
-out of the budget here; their KV cache is already counted as used.
-"""
+"""Memory as the runtime watches it: the device probe, looked at now and then, with a warning
+logged when pressure rises or swap grows. The budget for a load is the planner's
+(`planner.plan.plan_for`), fed with the look this watch takes."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from agentport.planner.budget import model_budget
 from agentport.planner.probes import DeviceMemory
 
 log = logging.getLogger("agentport.memory")
@@ -20,32 +14,6 @@ log = logging.getLogger("agentport.memory")
 SWAP_GROWTH_WARNING = 64 << 20  # bytes of new swap between two looks that deserve a warning
 
 Probe = Callable[[], DeviceMemory]
-
-
-@dataclass(slots=True)
-class Resident:
-    """What one loaded model holds, for the budget."""
-
-    name: str
-    weights: int
-    total: int
-    busy: bool
-    last_used: float
-
-
-def load_budget(device: DeviceMemory, reserve: int, loaded: Iterable[Resident]) -> int:
-    """What the next load may use: the planner's budget, less everything loaded models hold
-    (their KV caches and buffers through `loaded`, their page-cache weights here)."""
-    residents = list(loaded)
-    held_outside_cache = sum(r.total - r.weights for r in residents)
-    budget = model_budget(device, reserve or None, loaded=held_outside_cache)
-    return max(0, budget - sum(r.weights for r in residents))
-
-
-def idle_by_age(loaded: Iterable[Resident]) -> list[tuple[str, int]]:
-    """(name, bytes) of loaded models not in use, least recently used first."""
-    idle = sorted((r for r in loaded if not r.busy), key=lambda r: r.last_used)
-    return [(r.name, r.total) for r in idle]
 
 
 class MemoryWatch:

@@ -37,11 +37,12 @@ from agentport.core import (
 from agentport.engines.base import Engine
 from agentport.errors import InvalidRequestError, OverloadedError, PromptTooLongError
 from agentport.planner.gguf_meta import read_shape
-from agentport.planner.guard import AGENT_FLOOR, LoadPlan, LoadRequest, plan_load
+from agentport.planner.guard import LoadPlan
+from agentport.planner.plan import Resident, plan_for
 from agentport.planner.probes import probe_device
 from agentport.runtime.durations import parse_keep_alive
 from agentport.runtime.generation import Consumer, emitter
-from agentport.runtime.memory_watch import MemoryWatch, Probe, Resident, idle_by_age, load_budget
+from agentport.runtime.memory_watch import MemoryWatch, Probe
 from agentport.runtime.model_defaults import ModelDefaults, apply_defaults, load_defaults
 from agentport.store.embedded import register_embedded
 from agentport.store.models import ModelEntry, ModelStore
@@ -186,16 +187,7 @@ class Runtime:
         settings = self.settings
         shape = read_shape(entry.model_path, settings.metadata_cache)
         residents = [m.resident() for m in self.models.values()]
-        budget = load_budget(self.memory.look(), settings.memory_reserve, residents)
-        request = LoadRequest(
-            n_ctx=settings.context_length,
-            parallel=settings.parallel or None,
-            kv_type=None if settings.kv_type == "auto" else settings.kv_type,
-            batch_size=settings.batch_size,
-            flash_attention=settings.flash_attention,
-            floor=min(AGENT_FLOOR, settings.context_length),
-        )
-        return plan_load(shape, request, budget, idle_by_age(residents))
+        return plan_for(settings, shape, self.memory.look(), residents)
 
     async def _load(self, key: str, entry: ModelEntry) -> LoadedModel:
         plan = await asyncio.to_thread(self.plan, entry)
