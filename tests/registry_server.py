@@ -131,6 +131,7 @@ class LocalRegistry:
 
     def __init__(self, redirect_blobs: bool = False) -> None:
         self.redirect_blobs = redirect_blobs
+        self.redirect_to: str | None = None  # another server's base URL for blob redirects
         self.manifests: dict[tuple[str, str, str], bytes] = {}
         self.blobs: dict[str, Blob] = {}
         self.requests: Counter[tuple[str, str]] = Counter()
@@ -293,7 +294,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._manifest(match.group(1), match.group(2), match.group(4), body)
         elif self.registry.redirect_blobs and body:
             self._count(match.group(4))
-            self._reply(307, b"", {"Location": f"{self.registry.url}/cdn/{match.group(4)}"})
+            base = self.registry.redirect_to or self.registry.url
+            self._reply(307, b"", {"Location": f"{base}/cdn/{match.group(4)}"})
         else:
             self._blob(match.group(4), body)
 

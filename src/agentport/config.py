@@ -7,6 +7,7 @@ environment (the launcher of Claude Code) asks this module for it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from agentport.errors import InvalidRequestError
 
 ENV_PREFIX = "AGENTPORT_"
 DEFAULT_PORT = 11434
@@ -70,6 +73,11 @@ class Settings(BaseSettings):
     )
     api_key: str | None = Field(
         None, description="If set, every request must carry it (Bearer or x-api-key)."
+    )
+    insecure: bool = Field(
+        False,
+        description="Serve on a non-loopback address without an API key (refused otherwise); "
+        "every start then logs a warning.",
     )
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -131,6 +139,17 @@ class Settings(BaseSettings):
     download_parallel: int = Field(
         4, ge=1, le=16, description="Blobs downloaded at once during a pull."
     )
+    disk_margin: int = Field(
+        512 << 20,
+        ge=0,
+        description="Free disk space a pull or a blob upload must leave beyond the size it "
+        "announces, in bytes or with a unit (1GB); else it is refused before writing.",
+    )
+    import_dir: Path | None = Field(
+        None,
+        description="Directory whose files /api/create's FROM may name by path; unset, FROM "
+        "takes only uploaded blobs and model names (the CLI uploads the file it is given).",
+    )
 
     @field_validator("aliases", mode="before")
     @classmethod
@@ -145,7 +164,7 @@ class Settings(BaseSettings):
         pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
         return {k.strip(): v.strip() for k, v in pairs}
 
-    @field_validator("memory_reserve", "prefix_cache_disk", mode="before")
+    @field_validator("memory_reserve", "prefix_cache_disk", "disk_margin", mode="before")
     @classmethod
     def _parse_reserve(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value
@@ -215,6 +234,57 @@ def parse_host(value: str) -> tuple[str, int]:
     if value.isdigit():
         return "127.0.0.1", int(value)
     return value or "127.0.0.1", DEFAULT_PORT
+
+
+def check_exposure(settings: Settings) -> str | None:
+    """Refuse to serve a non-loopback address without an API key unless `insecure` is set
+    (`InvalidRequestError`); returns the warning to log at start when it is, else None."""
+    host, port = settings.bind
+    if is_loopback_host(host) or settings.api_key:
+        return None
+    if not settings.insecure:
+        raise InvalidRequestError(
+            f"refusing to serve {host or '0.0.0.0'}:{port}, which other machines can reach, "
+            f"without an API key: set {env_name('api_key')}, or pass --insecure "
+            f"({env_name('insecure')}=1) to serve it open to anyone on the network",
+            "host",
+        )
+    return (
+        f"serving {host or '0.0.0.0'}:{port} without an API key (--insecure): anyone who can "
+        "reach this address can use the models and the model store"
+    )
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether binding `host` keeps the server on this machine (a name other than localhost
+    may resolve anywhere, so it counts as exposed)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` and each missing folder above it readable by their owner only (what lies
+    under the home directory: the store, the prefix cache, logs); existing folders keep their
+    mode."""
+    missing = []
+    while not path.is_dir() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+
+
+def private_opener(path: str | os.PathLike[str], flags: int) -> int:
+    """An `opener` for `open()` that creates files readable by their owner only."""
+    return os.open(path, flags, PRIVATE_FILE_MODE)
 
 
 def env_name(field: str) -> str:

@@ -135,9 +135,9 @@ def test_create_from_an_uploaded_blob_applies_its_system_prompt(api, gguf_digest
     assert created["message"]["content"] == base["message"]["content"]
 
 
-def test_create_from_a_modelfile_on_this_machine(api, server, gguf, gguf_digest, cleanup):
+def test_create_from_a_modelfile_naming_an_uploaded_blob(api, server, gguf_digest, cleanup):
     cleanup.append("terse:v1")
-    modelfile = f'FROM {gguf}\nSYSTEM "Answer in one word."\nPARAMETER num_predict 8\n'
+    modelfile = f'FROM @{gguf_digest}\nSYSTEM "Answer in one word."\nPARAMETER num_predict 8\n'
     body = {"name": "terse:v1", "modelfile": modelfile, "stream": False}
     response = api.post("/api/create", json=body)
     assert response.status_code == 200, response.text
@@ -158,7 +158,7 @@ def test_create_from_a_modelfile_on_this_machine(api, server, gguf, gguf_digest,
         ({"model": "x", "from": "ghost:1b"}, 404, "ghost:1b"),
         ({"model": "x", "modelfile": "FROM smollm2:135m\nADAPTER ./a.gguf"}, 400, "ADAPTER"),
         ({"model": "x", "from": "smollm2:135m", "adapters": {"a": "b"}}, 400, "ADAPTER"),
-        ({"model": "x", "modelfile": "FROM ./rel.gguf"}, 400, "absolute path"),
+        ({"model": "x", "modelfile": "FROM ./rel.gguf"}, 400, "not a file this server imports"),
         ({"model": "x", "modelfile": "FROM m\nBOGUS 1"}, 400, "line 2"),
         ({"model": "x", "files": {"a.gguf": "sha256:" + "0" * 64}}, 400, "upload it first"),
         ({"model": "x", "files": {"a.gguf": "sha256:../../x"}}, 400, "invalid digest"),
@@ -173,6 +173,17 @@ def test_bad_creates_are_refused_with_a_status(api, body, status, message):
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
     assert "x:latest" not in [m["name"] for m in api.get("/api/tags").json()["models"]]
+
+
+def test_paths_on_the_server_are_refused_alike(api, gguf):
+    """No import folder is set: FROM reads no path, and the error does not tell whether one
+    exists (the model file itself, a secret, nothing, a folder)."""
+    errors = []
+    for source in (str(gguf), "/etc/shadow", "/no/such/file.gguf", "/etc/"):
+        response = api.post("/api/create", json={"model": "x", "from": source})
+        assert response.status_code == 400, response.text
+        errors.append(response.json()["error"].replace(source, "<path>"))
+    assert len(set(errors)) == 1 and "not a file this server imports" in errors[0]
 
 
 # --- the commands ----------------------------------------------------------------------------

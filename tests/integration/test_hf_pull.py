@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from agentport.config import Settings
-from agentport.errors import AgentportError, InvalidRequestError, NotFoundError
+from agentport.errors import (
+    AgentportError,
+    InvalidRequestError,
+    NotFoundError,
+    RequestTooLargeError,
+)
 from agentport.store.embedded import packaged_gguf
 from agentport.store.hf import pull_hf
 from agentport.store.models import ModelStore, file_sha256
@@ -207,3 +212,12 @@ def test_pull_through_the_server_then_run_the_model(fresh_hub, tmp_path):
             assert missing.status_code == 404 and "Q4_1, Q8_0" in missing.json()["error"]
     finally:
         stop_server(live)
+
+
+def test_a_pull_needs_room_on_the_disk(fresh_hub, tmp_path):
+    settings = Settings(home=tmp_path / "home", hf_endpoint=fresh_hub.url, disk_margin=1 << 60)
+    store = ModelStore(settings.models_dir)
+    with pytest.raises(RequestTooLargeError, match="not enough disk space"):
+        pull(store, settings, NAME)
+    assert not store.blobs.exists() or not list(store.blobs.iterdir())
+    assert store.list() == []

@@ -8,6 +8,7 @@ blob counts never depend on test order."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,10 @@ import pytest
 
 import live_server as servers
 from agentport.config import Settings
+from agentport.errors import InternalError, RequestTooLargeError
+from agentport.store.models import ModelStore
 from agentport.store.names import parse_name
+from agentport.store.pull import pull
 from agentport.store.registry import manifest_url, registry_base
 from registry_server import LocalRegistry
 
@@ -230,11 +234,70 @@ def test_unknown_model_is_404(http):
     assert response.json() == {"error": "model 'no-such-model:latest' not found in the registry"}
 
 
-def test_unreachable_registry_is_a_clear_error(http):
+def test_unreachable_registry_is_a_clear_error(pull_server):
     closed_port = servers.free_port()
-    response = http.post("/api/pull", json={"model": f"127.0.0.1:{closed_port}/library/x:y"})
-    assert response.status_code == 500
-    assert response.json()["error"].startswith("cannot reach the registry at http://127.0.0.1:")
+    settings = Settings(registry=f"http://127.0.0.1:{closed_port}")
+    store = ModelStore(pull_server.home / "unused")
+    with pytest.raises(InternalError, match="cannot reach the registry at http://127.0.0.1:"):
+        asyncio.run(drain(pull(store, settings, "x:y")))
+
+
+async def drain(events: AsyncIterator[dict[str, Any]]) -> None:
+    async for _ in events:
+        pass
+
+
+def test_a_loopback_host_the_settings_do_not_name_is_refused(http, registry):
+    other_port = servers.free_port()
+    for host in (f"127.0.0.1:{other_port}", "localhost:22", "169.254.169.254"):
+        response = http.post("/api/pull", json={"model": f"{host}/library/x:y"})
+        assert response.status_code == 403, host
+        assert "may not reach" in response.json()["error"]
+
+
+def test_a_redirect_to_another_loopback_port_is_refused(http, registry, pull_server):
+    registry.add_model("library/redirected:v1", "redirected")
+    with LocalRegistry() as other:
+        other.blobs.update(registry.blobs)
+        registry.redirect_blobs, registry.redirect_to = True, other.url
+        try:
+            events = stream_pull(http, "redirected:v1")
+        finally:
+            registry.redirect_blobs, registry.redirect_to = False, None
+        assert "may not reach 127.0.0.1" in events[-1]["error"]
+        assert not other.bytes_served
+    assert "redirected:v1" not in listed(http)
+
+
+def test_text_layers_past_the_limit_are_refused_before_any_download(http, registry):
+    fine = registry.add_model("library/fine2:v1", "fine2")
+    manifest = json.loads(registry.manifests[("library", "fine2", "v1")])
+    manifest["layers"][1]["size"] = 64 << 20  # the template layer
+    registry.add_manifest("library/bigtext:v1", json.dumps(manifest).encode())
+    response = http.post("/api/pull", json={"model": "bigtext:v1"})
+    assert response.status_code == 400 and "larger than" in response.json()["error"]
+    assert registry.gets(fine["model"].digest) == 0
+
+
+def test_a_blob_longer_than_announced_is_deleted(http, registry, pull_server):
+    blobs = registry.add_model("library/liar:v1", "liar")
+    manifest = json.loads(registry.manifests[("library", "liar", "v1")])
+    manifest["layers"][0]["size"] -= 1000  # the model layer: the registry sends 1000 more
+    registry.add_manifest("library/liar:v2", json.dumps(manifest).encode())
+    events = stream_pull(http, "liar:v2")
+    assert "more than the" in events[-1]["error"]
+    assert not blob_file(pull_server, blobs["model"].digest, "-partial").exists()
+    assert not blob_file(pull_server, blobs["model"].digest).exists()
+    assert "liar:v2" not in listed(http)
+
+
+def test_a_pull_needs_room_on_the_disk(registry, tmp_path):
+    registry.add_model("library/roomy:v1", "roomy")
+    settings = Settings(registry=registry.url, disk_margin=1 << 60)
+    store = ModelStore(tmp_path / "models")
+    with pytest.raises(RequestTooLargeError, match="not enough disk space"):
+        asyncio.run(drain(pull(store, settings, "roomy:v1")))
+    assert not store.blobs.exists() or not list(store.blobs.iterdir())
 
 
 def test_pull_without_streaming_answers_the_last_status(http, registry):

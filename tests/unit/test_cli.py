@@ -332,6 +332,7 @@ def test_serve_option_help_comes_from_settings() -> None:
         "ctx": field_help("context_length"),
         "threads": field_help("threads"),
         "engine": field_help("engine"),
+        "insecure": field_help("insecure"),
     }
     assert helps["host"] == Settings.model_fields["host"].description
 
@@ -534,3 +535,17 @@ def test_python_dash_m_runs_the_app(monkeypatch: pytest.MonkeyPatch, no_server: 
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("agentport", run_name="__main__")
     assert exit_info.value.code == 0
+
+
+def test_serve_refuses_an_open_address_without_a_key(
+    fake_server_module: list[Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AGENTPORT_API_KEY", raising=False)
+    monkeypatch.delenv("AGENTPORT_INSECURE", raising=False)
+    result = runner.invoke(app, ["serve", "--host", "0.0.0.0:11434"])
+    assert result.exit_code == 1
+    assert "without an API key" in result.output and "--insecure" in result.output
+    assert fake_server_module == []
+    result = runner.invoke(app, ["serve", "--host", "0.0.0.0:11434", "--insecure"])
+    assert result.exit_code == 0
+    assert [settings.insecure for settings in fake_server_module] == [True]

@@ -3,12 +3,14 @@ printing back, and where FROM points."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from agentport.errors import InvalidRequestError
 from agentport.store.modelfile import (
+    MAX_MODELFILE_CHARS,
     Modelfile,
     add_parameter,
     gguf_path,
@@ -229,3 +231,42 @@ def test_parser_names_the_tool_call_family_and_round_trips(line, expected):
 def test_a_parser_name_that_is_not_a_name_is_refused(value):
     with pytest.raises(InvalidRequestError, match="line 2: PARSER"):
         parse_modelfile(f"FROM ./m.gguf\nPARSER {value}\n")
+
+
+HOSTILE_MODELFILES = {
+    "a long heredoc": 'FROM m\nTEMPLATE """' + "line of template text\n" * 45_000 + '"""\n',
+    "an unterminated triple quote": 'FROM m\nSYSTEM """' + "abc \n" * 190_000,
+    "an unterminated plain quote": 'FROM m\nSYSTEM "' + "a\n" * 480_000,
+    "many lines": "FROM m\n" + "PARAMETER stop a\n" * 58_000,
+    "one long line": "FROM m\nSYSTEM " + "a" * 990_000,
+    "many comments": "#\n" * 480_000 + "FROM m\n",
+}
+
+
+@pytest.mark.parametrize("text", HOSTILE_MODELFILES.values(), ids=HOSTILE_MODELFILES.keys())
+def test_a_hostile_one_megabyte_modelfile_parses_in_linear_time(text):
+    assert 900_000 < len(text) <= MAX_MODELFILE_CHARS
+    started = time.perf_counter()
+    try:
+        parse_modelfile(text)
+    except InvalidRequestError as error:
+        assert "never closed" in error.message
+    assert time.perf_counter() - started < 2.0
+
+
+def test_a_modelfile_past_the_size_limit_is_refused():
+    with pytest.raises(InvalidRequestError, match="longer than"):
+        parse_modelfile("FROM m\n" + "#" * MAX_MODELFILE_CHARS)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"""a\n\n  """  ', "a\n\n  "),
+        ('""""\nx"""', '"\nx'),
+        ('"a"  ', "a"),
+        ('"""\n"""', "\n"),
+    ],
+)
+def test_quoted_values_close_at_the_first_closing_line_end(value, expected):
+    assert parse_modelfile(f"FROM m\nSYSTEM {value}\n").system == expected

@@ -48,11 +48,36 @@ def test_digest_pins():
 
 
 @pytest.mark.parametrize(
-    "text", ["", "../etc/passwd", "a/../../b", "/abs/path", "m:..", "a/b/c/d", "m:t/x", "m;rm", "é"]
+    ("text", "reason"),
+    [
+        ("", "empty"),
+        ("../etc/passwd", "'..'"),
+        ("a/../../b", "'..'"),
+        ("/abs/path", "not a valid part"),
+        ("m:..", "'..'"),
+        ("a/b/c/d", "too many parts"),
+        ("m:t/x", "not a valid part"),
+        ("m;rm", "not a valid part"),
+        ("é", "character"),
+        ("smollm2:135m\n", "character '\\n'"),
+        ("smollm2\n:135m", "character"),
+        (" smollm2", "character ' '"),
+        ("smollm2:135m ", "character"),
+        ("smol\x00lm2", "character '\\x00'"),
+        ("smol\x1blm2", "character"),
+        ("smollm2\t", "character"),
+        ("m@sha256:" + "a" * 64 + "\n", "character"),
+        ("m@sha256:" + "a" * 63, "digest"),
+        ("a" * 129, "not a valid part"),
+        ("x" * 513, "longer than 512"),
+        ("host:99999999/m/x", "not a valid part"),
+        ("-m", "not a valid part"),
+    ],
 )
-def test_hostile_names_are_refused(text):
-    with pytest.raises(InvalidRequestError):
+def test_hostile_names_are_refused_with_the_reason(text, reason):
+    with pytest.raises(InvalidRequestError) as caught:
         parse_name(text)
+    assert reason in caught.value.message and "\n" not in caught.value.message
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentport.config import PRIVATE_FILE_MODE, make_private_dir, private_opener
+
 log = logging.getLogger("agentport.cache")
 
 CHUNK = 8 << 20
@@ -98,13 +100,14 @@ class DiskTier:
     def save(self, tokens: list[int], write: Callable[[Path], bool]) -> DiskEntry | None:
         """Save through `write(path) -> ok` (the engine writes the state file)."""
         key = tokens_key(tokens)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)
         partial = self.dir / f".{key}.partial"
         try:
             if not write(partial):
                 partial.unlink(missing_ok=True)
                 return None
             with partial.open("rb") as file:
+                os.fchmod(file.fileno(), PRIVATE_FILE_MODE)
                 os.fsync(file.fileno())
             entry = DiskEntry(key, list(tokens), partial.stat().st_size, "", time.time())
             entry.sha256 = file_sha256(partial)
@@ -152,7 +155,8 @@ class DiskTier:
             "used": entry.used,
         }
         partial = self.dir / f".{entry.key}.json.partial"
-        partial.write_text(json.dumps(data))
+        with open(partial, "w", opener=private_opener) as file:
+            file.write(json.dumps(data))
         os.replace(partial, self.dir / f"{entry.key}.json")
 
     def _delete(self, key: str) -> None:

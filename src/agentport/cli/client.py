@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -56,6 +57,21 @@ class Client:
             return response.json()
         except ValueError as exc:
             raise ApiError(f"the server sent invalid JSON for {path}") from exc
+
+    def has_blob(self, digest: str) -> bool:
+        """Whether the server stores the blob `digest` (`HEAD /api/blobs/<digest>`)."""
+        with self._connecting():
+            response = self._http.head(f"/api/blobs/{digest}")
+        if response.status_code not in (200, 404):
+            raise ApiError(error_message(response.status_code, response.text))
+        return response.status_code == 200
+
+    def upload_blob(self, digest: str, path: Path) -> None:
+        """Send the file `path` as the blob `digest` (with its Content-Length)."""
+        with self._connecting(), path.open("rb") as body:
+            response = self._http.post(f"/api/blobs/{digest}", content=body)
+        if response.is_error:
+            raise ApiError(error_message(response.status_code, response.text))
 
     def check(self, timeout: float = 1.0) -> None:
         """Raise `ServerNotRunningError` unless something answers `HEAD /` within `timeout`."""

@@ -20,7 +20,7 @@ from agentport.cli.client import Client
 from agentport.cli.console import console, err_console, load_settings, reporting
 from agentport.cli.pull import pull_command
 from agentport.cli.tables import models_table, running_table, settings_table
-from agentport.config import Settings, describe
+from agentport.config import Settings, check_exposure, describe
 from agentport.errors import AgentportError
 from agentport.launch import claude as claude_launcher
 
@@ -48,6 +48,7 @@ def serve(
     ctx: Annotated[int | None, typer.Option(help=field_help("context_length"))] = None,
     threads: Annotated[int | None, typer.Option(help=field_help("threads"))] = None,
     engine: Annotated[str | None, typer.Option(help=field_help("engine"))] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help=field_help("insecure"))] = False,
 ) -> None:
     """Start the server (Anthropic, OpenAI and Ollama APIs) in the foreground."""
     given = {
@@ -56,8 +57,11 @@ def serve(
         "context_length": ctx,
         "threads": threads,
         "engine": engine,
+        "insecure": insecure or None,
     }
     settings = load_settings(**{k: v for k, v in given.items() if v is not None})
+    with reporting():
+        check_exposure(settings)  # refused here, before anything starts; the server warns
     from agentport.server.app import run_server
 
     run_server(settings)

@@ -1,9 +1,10 @@
 """The model commands `create`, `show`, `cp` and `rm`: clients of `/api/create`, `/api/show`,
 `/api/copy` and `/api/delete`.
 
-`create` parses the Modelfile here, so its errors name their line before anything is sent, and
-resolves a relative FROM path against the Modelfile's folder: the server, on this machine, gets
-an absolute path and links the file into its store instead of receiving a copy.
+`create` parses the Modelfile here, so its errors name their line before anything is sent,
+resolves a relative FROM path against the Modelfile's folder, and uploads that file as a blob
+(`HEAD` then `POST /api/blobs/<digest>`, skipped when the server has it): the server reads no
+path a client names, and the Modelfile it gets says `FROM @sha256:<digest>`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from agentport.cli.console import console, err_console, load_settings, reporting
 from agentport.config import Settings
 from agentport.errors import AgentportError, ApiError, InvalidRequestError
 from agentport.store.modelfile import Modelfile, gguf_path, parse_modelfile, to_modelfile
+from agentport.store.models import file_sha256
 from agentport.store.names import parse_name
 
 DEFAULT_MODELFILE = "Modelfile"
 SHOWN_LINES = {"Template": 12, "License": 4}  # longer sections are cut, with a note
+UPLOAD_TIMEOUT = 600.0  # seconds without progress before an upload of model data gives up
 
 
 def _settings() -> Settings:
@@ -46,31 +49,42 @@ def create_command(
 ) -> None:
     """Create a model from a Modelfile, or from a GGUF file."""
     with reporting():
-        text = modelfile_text(file, from_gguf)
-        body = {"model": name, "modelfile": text, "stream": True}
-        with Client(_settings()) as client, client.stream("/api/create", body, {}) as lines:
-            follow_progress(lines)
+        parsed, path = read_modelfile(file, from_gguf)
+        with Client(_settings(), timeout=UPLOAD_TIMEOUT) as client:
+            if path is not None:
+                parsed.source = "@" + upload_gguf(client, path)
+            body = {"model": name, "modelfile": to_modelfile(parsed), "stream": True}
+            with client.stream("/api/create", body, {}) as lines:
+                follow_progress(lines)
 
 
-def modelfile_text(file: Path | None, from_gguf: Path | None) -> str:
-    """The Modelfile to send: from `--from`, `-f` or ./Modelfile, with FROM's path absolute."""
+def read_modelfile(file: Path | None, from_gguf: Path | None) -> tuple[Modelfile, Path | None]:
+    """The Modelfile to send (from `--from`, `-f` or ./Modelfile) and the GGUF file its FROM
+    names on this machine, if it names one."""
     if file is not None and from_gguf is not None:
         raise InvalidRequestError("give either --file or --from, not both")
     if from_gguf is not None:
         path = from_gguf.expanduser().absolute()
         if not path.is_file():
             raise InvalidRequestError(f"no such file: {from_gguf}")
-        return to_modelfile(Modelfile(source=str(path)))
+        return Modelfile(source=str(path)), path
     file = file or Path(DEFAULT_MODELFILE)
     try:
         parsed = parse_modelfile(file.read_text(encoding="utf-8"))
     except OSError as exc:
         hint = "" if file.exists() else " (give -f Modelfile or --from file.gguf)"
         raise InvalidRequestError(f"cannot read {file}: {exc.strerror}{hint}") from exc
-    path = gguf_path(str(parsed.source), file.expanduser().absolute().parent)
-    if path is not None:
-        parsed.source = str(path)
-    return to_modelfile(parsed)
+    return parsed, gguf_path(str(parsed.source), file.expanduser().absolute().parent)
+
+
+def upload_gguf(client: Client, path: Path) -> str:
+    """Upload `path` as a blob unless the server has it; returns its digest."""
+    err_console.print(f"reading {path.name}", markup=False, highlight=False)
+    digest = file_sha256(path)
+    if not client.has_blob(digest):
+        err_console.print(f"uploading {path.name}", markup=False, highlight=False)
+        client.upload_blob(digest, path)
+    return digest
 
 
 def follow_progress(lines: Iterable[str]) -> None:

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentport import __version__
-from agentport.config import Settings
+from agentport.config import Settings, check_exposure
 from agentport.errors import AgentportError, InvalidRequestError, NotFoundError
 from agentport.runtime import Runtime
 from agentport.runtime.engine_choice import engine_factory
@@ -110,6 +110,8 @@ def run_server(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if (warning := check_exposure(settings)) is not None:
+        log.warning(warning)
     host, port = settings.bind
     log.info("agentport %s listening on http://%s:%d", __version__, host, port)
     uvicorn.run(

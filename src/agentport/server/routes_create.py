@@ -41,8 +41,6 @@ from agentport.store.modelfile import (
 log = logging.getLogger("agentport.server")
 router = APIRouter()
 
-UPLOAD_FLUSH_BYTES = 4 << 20  # an upload's pieces are written to disk in batches this big
-
 
 class WireMessage(Lenient):
     role: str
@@ -77,8 +75,10 @@ def _runtime(request: Request) -> Runtime:
 async def create_model(request: Request) -> Response:
     name, parsed, stream = decode_create(await read_json(request))
     runtime = _runtime(request)
-    shape_cache = request.app.state.settings.metadata_cache
-    job = await asyncio.to_thread(create.plan, runtime.store, name, parsed, None, shape_cache)
+    settings = request.app.state.settings
+    job = await asyncio.to_thread(
+        create.plan, runtime.store, name, parsed, settings.import_dir, settings.metadata_cache
+    )
     work = partial(create.build, runtime.store, job)
     if not stream:
         await asyncio.to_thread(work, lambda event: None)
@@ -193,28 +193,10 @@ async def upload_blob(digest: str, request: Request) -> Response:
     store = _runtime(request).store
     if store.blob_path(digest).is_file():
         return Response(status_code=200)
-    upload = await asyncio.to_thread(create.BlobUpload, store, digest)
+    announced = create.parse_content_length(request.headers.get("content-length"))
+    margin = request.app.state.settings.disk_margin
     try:
-        await _receive(request, upload)
-        await asyncio.to_thread(upload.commit)
+        await create.receive_blob(store, digest, announced, request.stream(), margin)
     except ClientDisconnect as exc:
-        upload.abort()
         raise CancelledError("the client went away during the upload") from exc
-    except BaseException:
-        upload.abort()
-        raise
     return Response(status_code=201)
-
-
-async def _receive(request: Request, upload: create.BlobUpload) -> None:
-    """Write the body to the upload in batches, off the event loop."""
-    pending: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        pending.append(chunk)
-        size += len(chunk)
-        if size >= UPLOAD_FLUSH_BYTES:
-            await asyncio.to_thread(upload.write, b"".join(pending))
-            pending, size = [], 0
-    if pending:
-        await asyncio.to_thread(upload.write, b"".join(pending))

@@ -1,5 +1,5 @@
 """Creating models: `create(store, name, parsed, progress)` turns a parsed Modelfile into a
-manifest and its layers; `BlobUpload` receives a blob over HTTP; `describe` and
+manifest and its layers; `receive_blob` stores a blob uploaded over HTTP; `describe` and
 `show_modelfile` read a model back as a Modelfile.
 
 The model layer is the GGUF file FROM names (brought into the store by a hard link when the
@@ -15,20 +15,27 @@ Ollama's status dicts.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import re
 import secrets
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from agentport.errors import InvalidRequestError
+from agentport.config import make_private_dir, private_opener
+from agentport.errors import InvalidRequestError, ModelLoadError
 from agentport.planner.gguf_meta import format_params, read_shape
-from agentport.store.modelfile import Modelfile, gguf_path, is_blob_reference, to_modelfile
+from agentport.store.modelfile import (
+    Modelfile,
+    is_blob_reference,
+    looks_like_path,
+    to_modelfile,
+)
 from agentport.store.models import (
     LICENSE_MEDIA_TYPE,
     MESSAGES_MEDIA_TYPE,
@@ -37,8 +44,10 @@ from agentport.store.models import (
     SYSTEM_MEDIA_TYPE,
     TEMPLATE_MEDIA_TYPE,
     TEXT_MEDIA_TYPES,
+    BlobWriter,
     ModelEntry,
     ModelStore,
+    check_text_layer_size,
 )
 from agentport.store.names import ModelName, parse_name
 
@@ -46,6 +55,8 @@ Progress = Callable[[dict[str, Any]], None]
 GGUF_MAGIC = b"GGUF"
 PROGRESS_INTERVAL = 0.25  # seconds between progress reports while a big file is read
 CHUNK = 1 << 20
+_BLOB_FILE = re.compile(r"sha256-[0-9a-f]{64}")
+UPLOAD_FLUSH_BYTES = 4 << 20  # an upload's pieces are written to disk in batches this big
 
 
 @dataclass
@@ -71,11 +82,11 @@ def create(
     name: str,
     parsed: Modelfile,
     progress: Progress,
-    base_dir: Path | None = None,
+    import_dir: Path | None = None,
     shape_cache: Path | None = None,
 ) -> ModelEntry:
-    """Create (or replace) model `name`; a relative FROM path is read from `base_dir`."""
-    job = plan(store, name, parsed, base_dir, shape_cache)
+    """Create (or replace) model `name`; a FROM path must lie under `import_dir`."""
+    job = plan(store, name, parsed, import_dir, shape_cache)
     build(store, job, progress)
     progress({"status": "success"})
     return store.get(job.name.display)
@@ -88,30 +99,77 @@ def plan(
     store: ModelStore,
     name: str,
     parsed: Modelfile,
-    base_dir: Path | None = None,
+    import_dir: Path | None = None,
     shape_cache: Path | None = None,
 ) -> CreatePlan:
+    """Check everything cheap. FROM may name an uploaded blob, a model, or a file under
+    `import_dir` (relative paths are read from it); with no `import_dir` no path is read."""
     target = parse_name(name)
     if target.digest:
         raise InvalidRequestError("the name of a model to create cannot pin a digest", "model")
     if not parsed.source:
         raise InvalidRequestError("FROM is required: a GGUF file or an existing model", "from")
-    return CreatePlan(target, parsed, _resolve(store, parsed.source, base_dir, shape_cache))
+    _check_text_sizes(parsed)
+    return CreatePlan(target, parsed, _resolve(store, parsed.source, import_dir, shape_cache))
+
+
+def _check_text_sizes(parsed: Modelfile) -> None:
+    texts = [parsed.template, parsed.system, *parsed.licenses]
+    texts += [json.dumps(parsed.parameters), json.dumps(parsed.messages)]
+    for text in texts:
+        if text:
+            check_text_layer_size(
+                len(text.encode()), "a template, system, license, parameters or messages layer"
+            )
 
 
 def _resolve(
-    store: ModelStore, source: str, base_dir: Path | None, shape_cache: Path | None
+    store: ModelStore, source: str, import_dir: Path | None, shape_cache: Path | None
 ) -> Base:
     if is_blob_reference(source):
         return _from_blob(store, source[1:], shape_cache)
-    path = gguf_path(source, base_dir)
-    if path is not None:
+    if looks_like_path(source):
+        digest = _stored_blob_digest(store, source)
+        if digest is not None:  # `show --modelfile` writes FROM <the model's blob path>
+            return _from_blob(store, digest, shape_cache)
+        path = importable_path(source, import_dir)
         check_gguf(path)
         # No metadata cache here: its key (file name and size) is only safe for blobs.
         return Base(config=gguf_config(path, None), gguf=path)
     entry = store.get(source)
     model_layer, inherited, others = read_layers(store, entry)
     return Base(dict(entry.config), None, model_layer, inherited, others)
+
+
+def _stored_blob_digest(store: ModelStore, source: str) -> str | None:
+    """The digest of the blob a FROM path names in the store's blobs folder, if it is one."""
+    path = Path(source)
+    if path.parent != store.blobs.absolute() or not _BLOB_FILE.fullmatch(path.name):
+        return None
+    return "sha256:" + path.name.removeprefix("sha256-")
+
+
+def importable_path(source: str, import_dir: Path | None) -> Path:
+    """The readable file under `import_dir` that a FROM path names. One error, whether the
+    path is missing, outside the folder or unreadable, so it tells nothing about the disk."""
+    refused = InvalidRequestError(
+        f"FROM {source[:200]}: not a file this server imports; upload it with "
+        "POST /api/blobs/<digest> and give FROM @sha256:<digest> (the agentport CLI does), "
+        "or put it under the folder AGENTPORT_IMPORT_DIR names",
+        "from",
+    )
+    if import_dir is None:
+        raise refused
+    try:
+        root = import_dir.expanduser().resolve()
+        path = (root / Path(source).expanduser()).resolve()
+        with path.open("rb"):
+            pass
+    except (OSError, RuntimeError) as exc:
+        raise refused from exc
+    if not path.is_relative_to(root) or not path.is_file():
+        raise refused
+    return path
 
 
 def _from_blob(store: ModelStore, digest: str, shape_cache: Path | None) -> Base:
@@ -141,12 +199,11 @@ def check_gguf(path: Path) -> None:
 def gguf_config(path: Path, shape_cache: Path | None) -> dict[str, Any]:
     """The config blob's content, read from the GGUF header."""
     try:
-        shape = read_shape(path, shape_cache)
-    except Exception as exc:  # a damaged header can fail anywhere in the GGUF reader
-        detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        raise InvalidRequestError(
-            f"{path.name} is not a valid GGUF file ({detail})", "from"
-        ) from exc
+        shape = read_shape(path, shape_cache)  # bounded: refuses a damaged header itself
+    except InvalidRequestError as exc:  # "not a valid GGUF file: <why>"
+        raise InvalidRequestError(f"{path.name} is {exc.message}", "from") from exc
+    except ModelLoadError as exc:
+        raise InvalidRequestError(f"{path.name} could not be read as a GGUF file", "from") from exc
     count = shape.parameter_count
     return {
         "model_format": "gguf",
@@ -221,7 +278,7 @@ def _report(progress: Progress, digest: str, existed: bool) -> None:
 def import_gguf(store: ModelStore, source: Path, progress: Progress) -> dict[str, Any]:
     """Bring a GGUF file into the store as a blob: hard-linked to a `.partial` name in the
     blobs folder (copied where a link is impossible), hashed, then renamed into place."""
-    store.blobs.mkdir(parents=True, exist_ok=True)
+    make_private_dir(store.blobs)
     temporary = store.blobs / f".partial-create-{secrets.token_hex(8)}"
     try:
         digest = _link_or_copy(source, temporary, progress)
@@ -240,7 +297,7 @@ def _link_or_copy(source: Path, temporary: Path, progress: Progress) -> str:
     try:
         os.link(source, temporary)
     except OSError:
-        with temporary.open("xb") as target:
+        with open(temporary, "xb", opener=private_opener) as target:
             digest = _hash(source, "copying model data", progress, target)
             target.flush()
             os.fsync(target.fileno())
@@ -357,38 +414,35 @@ def show_modelfile(store: ModelStore, entry: ModelEntry) -> str:
 # --- uploads ---------------------------------------------------------------------------------
 
 
-class BlobUpload:
-    """A blob arriving in pieces (`POST /api/blobs/<digest>`): written to a `.partial` file in
-    the blobs folder while hashed, renamed into place only if its sha256 is the announced one."""
+async def receive_blob(
+    store: ModelStore,
+    digest: str,
+    announced_size: int | None,
+    chunks: AsyncIterator[bytes],
+    margin: int,
+) -> None:
+    """Store the blob `digest` arriving as `chunks` (`POST /api/blobs/<digest>`): disk space is
+    checked against `announced_size` (the Content-Length; None when the body is chunked) plus
+    `margin` first, writes happen off the event loop in batches, a body past its announced
+    size stops the upload, and the blob appears only whole and verified. On any failure (a
+    disconnect included) the partial file is removed and the error re-raised."""
+    writer = await asyncio.to_thread(BlobWriter, store, digest, announced_size, margin)
+    try:
+        pending: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= UPLOAD_FLUSH_BYTES:
+                await asyncio.to_thread(writer.write, b"".join(pending))
+                pending, size = [], 0
+        await asyncio.to_thread(writer.write, b"".join(pending))
+        await asyncio.to_thread(writer.commit)
+    except BaseException:
+        writer.abort()
+        raise
 
-    def __init__(self, store: ModelStore, digest: str) -> None:
-        self.path = store.blob_path(digest)
-        self.expected = "sha256:" + self.path.name.removeprefix("sha256-")
-        store.blobs.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=store.blobs, prefix=".partial-upload-")
-        self.temporary = Path(name)
-        self._file = os.fdopen(fd, "wb")
-        self._hash = hashlib.sha256()
-        self.size = 0
 
-    def write(self, data: bytes) -> None:
-        self._hash.update(data)
-        self._file.write(data)
-        self.size += len(data)
-
-    def commit(self) -> None:
-        """Verify the digest and move the blob into place; on a mismatch, remove it."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        actual = "sha256:" + self._hash.hexdigest()
-        if actual != self.expected:
-            self.abort()
-            raise InvalidRequestError(
-                f"digest mismatch: the body's sha256 is {actual}, not {self.expected}", "digest"
-            )
-        os.replace(self.temporary, self.path)
-
-    def abort(self) -> None:
-        self._file.close()
-        self.temporary.unlink(missing_ok=True)
+def parse_content_length(value: str | None) -> int | None:
+    """The size a request announces in its Content-Length header, or None."""
+    return int(value) if value is not None and value.strip().isdigit() else None

@@ -13,6 +13,7 @@ import logging
 import os
 from pathlib import Path
 
+from agentport.config import make_private_dir
 from agentport.store.models import MODEL_MEDIA_TYPE, ModelStore, file_sha256
 from agentport.store.names import parse_name
 
@@ -60,7 +61,7 @@ def _entry_ok(store: ModelStore) -> bool:
 
 
 def _link_blob(source: Path, blob: Path) -> None:
-    blob.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(blob.parent)
     if blob.is_symlink() or (blob.exists() and not blob.is_file()):
         blob.unlink()
     if blob.is_file():

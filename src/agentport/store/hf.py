@@ -11,7 +11,10 @@ Why not `hf_hub_download`: it keeps its own cache (a second copy of the weights,
 it), and it deletes a partial download when it fails, so an interrupted pull would start over.
 
 Nothing is sent anywhere but `settings.hf_endpoint` (and the storage host it redirects a download
-to); the user's saved Hugging Face token goes only to the official endpoint.
+to, unless that is an internal address: `store/reach.py`); the user's saved Hugging Face token
+goes only to the official endpoint. The disk must hold the file's announced size plus
+`AGENTPORT_DISK_MARGIN` before a byte is written, and a file that grows past its announced size is
+deleted.
 """
 
 from __future__ import annotations
@@ -42,11 +45,12 @@ from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers, httpx
 
 from agentport import __version__
-from agentport.config import Settings
+from agentport.config import PRIVATE_FILE_MODE, Settings, make_private_dir
 from agentport.errors import InternalError, InvalidRequestError, NotFoundError
 from agentport.planner.gguf_meta import format_params, read_shape
-from agentport.store.models import MODEL_MEDIA_TYPE, ModelStore, file_sha256
+from agentport.store.models import MODEL_MEDIA_TYPE, ModelStore, ensure_free_space, file_sha256
 from agentport.store.names import HF_DEFAULT_QUANT, ModelName
+from agentport.store.reach import allowed_hosts, check_reachable
 
 PROGRESS_INTERVAL = 0.25  # seconds between progress lines while bytes arrive
 OFFICIAL_HOSTS = {"huggingface.co", "hf.co"}
@@ -199,12 +203,17 @@ class _Stopped(Exception):
     """The pull was cancelled; the download thread stops between two chunks."""
 
 
+class _Oversized(Exception):
+    """More bytes arrived than the file's announced size."""
+
+
 @dataclass
 class _Transfer:
     """Shared by the download thread and the event loop."""
 
     total: int
     done: int = 0
+    announced: int | None = None  # the size the Hub announced; no byte past it is taken
     verifying: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -229,6 +238,9 @@ class _Meter:
         if self.transfer.stop.is_set():
             raise _Stopped
         self.transfer.done += int(n or 0)
+        announced = self.transfer.announced
+        if announced is not None and self.transfer.done > announced:
+            raise _Oversized
 
     def close(self) -> None:
         return None
@@ -256,7 +268,7 @@ def fetch_blob(
             transfer.done = transfer.total = file.size or transfer.total
             return "sha256:" + file.sha256
         for attempt in (1, 2):
-            _download(settings, file, partial, transfer)
+            _download_within_size(settings, file, partial, transfer)
             transfer.verifying = True
             digest = file_sha256(partial)
             if file.sha256 is None or digest == "sha256:" + file.sha256:
@@ -289,8 +301,23 @@ def _blob_lock(key: str, stop: threading.Event) -> Iterator[None]:
         lock.release()
 
 
+def _download_within_size(
+    settings: Settings, file: HubFile, partial: Path, transfer: _Transfer
+) -> None:
+    """`_download`, deleting the partial file if it grows past the announced size."""
+    try:
+        _download(settings, file, partial, transfer)
+    except _Oversized:
+        partial.unlink(missing_ok=True)
+        raise InternalError(
+            f"{file.filename}: the server sent more than the {transfer.announced} bytes it "
+            "announced; the download was deleted"
+        ) from None
+
+
 def _download(settings: Settings, file: HubFile, partial: Path, transfer: _Transfer) -> None:
-    """Fetch the file's bytes into `partial`, going on from what it already holds."""
+    """Fetch the file's bytes into `partial`, going on from what it already holds, once the
+    disk is known to have room for them."""
     url = hf_hub_url(
         file.repo_id, file.filename, revision=file.revision, endpoint=_endpoint(settings)
     )
@@ -301,9 +328,12 @@ def _download(settings: Settings, file: HubFile, partial: Path, transfer: _Trans
     headers = build_hf_headers(token=_token(settings), **identity)
     if urlsplit(meta.location).netloc != urlsplit(url).netloc:
         headers.pop("authorization", None)  # a signed storage URL: the token stays on the Hub
+    check_reachable(meta.location, allowed_hosts(settings))
     size = meta.size or file.size
+    have = partial.stat().st_size if partial.is_file() else 0
+    ensure_free_space(partial.parent, (size or 0) - min(have, size or 0), settings.disk_margin)
     resume = _prepare_partial(partial, size)
-    transfer.total, transfer.done = size or transfer.total, resume
+    transfer.total, transfer.done, transfer.announced = size or transfer.total, resume, size
     meter = functools.partial(_Meter, transfer)
     with partial.open("r+b") as handle:
         handle.seek(resume)
@@ -327,8 +357,8 @@ def _resumable(store: ModelStore, file: HubFile) -> int:
 
 def _prepare_partial(partial: Path, size: int | None) -> int:
     """The bytes a previous attempt left (0 if none, or if they cannot belong to this file)."""
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    partial.touch()
+    make_private_dir(partial.parent)
+    partial.touch(mode=PRIVATE_FILE_MODE)
     have = partial.stat().st_size
     if size is not None and have > size:
         os.truncate(partial, 0)

@@ -3,8 +3,9 @@
 A Modelfile describes a model the way Ollama's does, one instruction a line (instructions are
 case-insensitive; `#` starts a comment line):
 
-    FROM ./smollm2.gguf                 a GGUF file (relative to the Modelfile's folder), an
-                                        uploaded blob `@sha256:<hex>`, or an existing model
+    FROM ./smollm2.gguf                 a GGUF file (relative to the Modelfile's folder; the CLI
+                                        uploads it), an uploaded blob `@sha256:<hex>`, or an
+                                        existing model
     PARAMETER temperature 0.2           repeatable; `stop` adds one stop sequence each time
     TEMPLATE """..."""                  the chat template
     SYSTEM "You are terse."             the default system prompt
@@ -32,6 +33,7 @@ from typing import Any
 
 from agentport.errors import InvalidRequestError
 
+MAX_MODELFILE_CHARS = 1 << 20
 INSTRUCTIONS = ("FROM", "PARAMETER", "TEMPLATE", "SYSTEM", "MESSAGE", "LICENSE", "PARSER")
 UNSUPPORTED = ("ADAPTER", "DRAFT", "RENDERER", "REQUIRES")
 PARSER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -82,7 +84,12 @@ class Modelfile:
 
 
 def parse_modelfile(text: str) -> Modelfile:
-    """Parse a Modelfile; errors are `InvalidRequestError`s that name the line."""
+    """Parse a Modelfile (at most `MAX_MODELFILE_CHARS` characters, in time linear in its
+    length); errors are `InvalidRequestError`s that name the line."""
+    if len(text) > MAX_MODELFILE_CHARS:
+        raise InvalidRequestError(
+            f"the Modelfile is longer than {MAX_MODELFILE_CHARS} characters", "modelfile"
+        )
     lines = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     parsed = Modelfile()
     index = 0
@@ -124,29 +131,34 @@ def _read_value(
     first: str, lines: list[str], index: int, number: int, instruction: str
 ) -> tuple[str, int]:
     """The value that starts with `first`: to the end of the line, or to the first line end
-    that closes its quotes. Returns the value and the index of the line after it."""
-    if not first.strip():
+    that closes its quotes. Returns the value and the index of the line after it.
+
+    Linear in the value's length: each line is looked at once, and joined once at the end."""
+    opening = first.strip()
+    if not opening:
         raise _error(number, f"{instruction} needs a value")
-    buffer = first
-    while True:
-        closed, value = unquote(buffer.strip())
-        if closed:
-            return value, index
+    quote = '"""' if opening.startswith('"""') else '"' if opening.startswith('"') else ""
+    if not quote:
+        return opening, index
+    parts = [first.lstrip()]
+    length = len(parts[0])
+    while not _closes(parts[-1], length, quote):
         if index >= len(lines):
             raise _error(number, f"{instruction}: the quoted value is never closed")
-        buffer += "\n" + lines[index]
+        parts.append(lines[index])
+        length += 1 + len(lines[index])
         index += 1
+    return "\n".join(parts).rstrip()[len(quote) : -len(quote)], index
 
 
-def unquote(text: str) -> tuple[bool, str]:
-    """Ollama's unquoting of a stripped value: (closed, value)."""
-    if text.startswith('"""'):
-        closed = len(text) >= 6 and text.endswith('"""')
-        return closed, text[3:-3] if closed else ""
-    if text.startswith('"'):
-        closed = len(text) >= 2 and text.endswith('"')
-        return closed, text[1:-1] if closed else ""
-    return True, text
+def _closes(line: str, length: int, quote: str) -> bool:
+    """Whether the text read so far (`length` characters, ending with `line`) closes `quote`:
+    stripped, it ends with the quote and holds both the opening and the closing one. A blank
+    line never closes a quote the line before it left open."""
+    end = line.rstrip()
+    if not end:
+        return False
+    return end.endswith(quote) and length - (len(line) - len(end)) >= 2 * len(quote)
 
 
 def _apply(parsed: Modelfile, instruction: str, key: str | None, value: str, number: int) -> None:
@@ -243,20 +255,25 @@ def is_blob_reference(source: str) -> bool:
     return bool(_BLOB.match(source))
 
 
+def looks_like_path(source: str) -> bool:
+    """FROM names a file: it starts like a path (`/`, `~`, `./`) or ends in `.gguf` / `.bin`."""
+    return source.startswith(_PATH_PREFIXES) or source.lower().endswith(_PATH_SUFFIXES)
+
+
 def gguf_path(source: str, base_dir: Path | None) -> Path | None:
     """The file FROM names, as an absolute path, or None when FROM names a model.
 
     A source that looks like a path (`/`, `~`, `./`, a `.gguf` ending) must exist; a relative
     one is resolved against `base_dir` (the Modelfile's folder) and needs one. Anything else is
     a file only if `base_dir` holds it."""
-    looks_like_path = source.startswith(_PATH_PREFIXES) or source.lower().endswith(_PATH_SUFFIXES)
+    path_like = looks_like_path(source)
     try:
         path = Path(source).expanduser()
     except RuntimeError as exc:  # `~user` for a user that does not exist
         raise InvalidRequestError(f"FROM {source}: {exc}", "modelfile") from exc
     if not path.is_absolute():
         if base_dir is None:
-            if looks_like_path:
+            if path_like:
                 raise InvalidRequestError(
                     f"FROM {source}: a relative path needs the Modelfile's folder; "
                     "give an absolute path",
@@ -266,7 +283,7 @@ def gguf_path(source: str, base_dir: Path | None) -> Path | None:
         path = base_dir / path
     if path.is_file():
         return path.absolute()
-    if looks_like_path:
+    if path_like:
         raise InvalidRequestError(f"FROM {source}: no such file", "modelfile")
     return None
 

@@ -5,7 +5,9 @@
 
 A manifest lists a config blob and layers (model, template, system, params, license) by digest.
 Every write goes to a temporary file, is fsynced and renamed into place, so no reader ever sees a
-half-written file.
+half-written file. `BlobWriter` does that for a blob arriving in pieces, within the size it
+announced and the disk space there is (`ensure_free_space`). Folders are created readable by
+their owner only, and files too.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentport.errors import InvalidRequestError, ModelNotFoundError
+from agentport.config import make_private_dir
+from agentport.errors import InvalidRequestError, ModelNotFoundError, RequestTooLargeError
 from agentport.store.names import ModelName, parse_name
 
 MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -37,6 +41,8 @@ TEXT_MEDIA_TYPES = (
     MESSAGES_MEDIA_TYPE,
     LICENSE_MEDIA_TYPE,
 )
+# Config and text layers are small; one past this is refused, from a registry or a client.
+MAX_TEXT_LAYER_BYTES = 4 << 20
 _DIGEST = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
 
 
@@ -122,6 +128,8 @@ class ModelStore:
         return out
 
     def write_blob_bytes(self, data: bytes) -> dict[str, Any]:
+        """Store a small text or config layer (at most `MAX_TEXT_LAYER_BYTES`)."""
+        check_text_layer_size(len(data))
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         path = self.blob_path(digest)
         if not path.exists():
@@ -187,8 +195,91 @@ class ModelStore:
             folder = folder.parent
 
 
+def check_text_layer_size(size: int, what: str = "a text or config layer") -> None:
+    if size > MAX_TEXT_LAYER_BYTES:
+        raise InvalidRequestError(f"{what} of {size} bytes is larger than {MAX_TEXT_LAYER_BYTES}")
+
+
+def ensure_free_space(folder: Path, needed: int, margin: int) -> None:
+    """Refuse (`RequestTooLargeError`) to write `needed` bytes into `folder` unless its disk
+    keeps `margin` bytes free afterwards."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if needed + margin > free:
+        raise RequestTooLargeError(
+            f"not enough disk space: {needed} bytes are needed and {margin} kept free "
+            f"(AGENTPORT_DISK_MARGIN), but only {free} bytes are free"
+        )
+
+
+class BlobWriter:
+    """A blob arriving in pieces: written to a `.partial-upload-` file in the blobs folder
+    while hashed, never past its announced size (nor, unannounced, into the disk margin), and
+    renamed into place only if its sha256 is the expected one. Any failure removes the file."""
+
+    def __init__(
+        self, store: ModelStore, digest: str, announced_size: int | None, margin: int
+    ) -> None:
+        self.path = store.blob_path(digest)
+        self.expected = "sha256:" + self.path.name.removeprefix("sha256-")
+        self.announced_size = announced_size
+        self.margin = margin
+        make_private_dir(store.blobs)
+        ensure_free_space(store.blobs, announced_size or 0, margin)
+        fd, name = tempfile.mkstemp(dir=store.blobs, prefix=".partial-upload-")
+        self.temporary = Path(name)
+        self._file = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        """Append `data` (runs in a thread); past the announced size, or with the disk nearly
+        full, the blob is removed and `RequestTooLargeError` raised."""
+        if self.announced_size is not None and self.size + len(data) > self.announced_size:
+            self.abort()
+            raise RequestTooLargeError(
+                f"the blob is larger than the {self.announced_size} bytes announced"
+            )
+        if self.announced_size is None:
+            self._keep_margin(len(data))
+        self._hash.update(data)
+        self._file.write(data)
+        self.size += len(data)
+
+    def _keep_margin(self, size: int) -> None:
+        try:
+            ensure_free_space(self.temporary.parent, size, self.margin)
+        except RequestTooLargeError:
+            self.abort()
+            raise
+
+    def commit(self) -> None:
+        """Check the size and digest, fsync and move the blob into place; else remove it."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        actual = "sha256:" + self._hash.hexdigest()
+        if self.announced_size is not None and self.size != self.announced_size:
+            self.abort()
+            raise InvalidRequestError(
+                f"the body has {self.size} bytes, not the {self.announced_size} announced"
+            )
+        if actual != self.expected:
+            self.abort()
+            raise InvalidRequestError(
+                f"digest mismatch: the body's sha256 is {actual}, not {self.expected}", "digest"
+            )
+        os.replace(self.temporary, self.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        self.temporary.unlink(missing_ok=True)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `path` whole or not at all: a temporary file (owner-only), fsynced, renamed."""
+    make_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
     try:
         with os.fdopen(fd, "wb") as handle:

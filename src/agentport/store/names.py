@@ -19,9 +19,12 @@ HF_HOST = "hf.co"
 HF_HOSTS = {"hf.co", "huggingface.co"}
 HF_DEFAULT_QUANT = "q4_k_m"
 
-_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?$")
-_DIGEST = re.compile(r"^sha256[:-][0-9a-f]{64}$")
+MAX_NAME_LENGTH = 512
+# Matched whole (`fullmatch`): `$` alone would let a trailing newline through.
+_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?")
+_DIGEST = re.compile(r"sha256[:-][0-9a-f]{64}")
+_UNPRINTABLE = re.compile(r"[^\x21-\x7e]")  # whitespace, control characters, non-ASCII
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,16 +55,16 @@ class ModelName:
 
 
 def parse_name(text: str) -> ModelName:
-    raw = text.strip()
-    if not raw or len(raw) > 512:
-        raise InvalidRequestError(f"invalid model name '{text[:64]}'", "model")
-    raw, _, digest = raw.partition("@")
-    if digest and not _DIGEST.match(digest):
-        raise InvalidRequestError(f"invalid digest in model name '{text[:64]}'", "model")
+    """Parse and check a model name, matched whole: no surrounding whitespace, no control
+    characters, no `..`; an `InvalidRequestError` names what is wrong."""
+    _check_characters(text)
+    raw, _, digest = text.partition("@")
+    if digest and not _DIGEST.fullmatch(digest):
+        raise _invalid(text, "the digest is not sha256:<64 hex digits>")
     name, _, tag = raw.rpartition(":") if _has_tag(raw) else (raw, "", "")
     pieces = name.split("/")
     if len(pieces) > 3:
-        raise InvalidRequestError(f"invalid model name '{text[:64]}': too many parts", "model")
+        raise _invalid(text, "too many parts")
     pieces = [DEFAULT_HOST, DEFAULT_NAMESPACE][: 3 - len(pieces)] + pieces
     host, namespace, model = pieces
     hf = host.lower() in HF_HOSTS
@@ -85,6 +88,23 @@ def _has_tag(raw: str) -> bool:
     return ":" in raw.rsplit("/", 1)[-1]
 
 
+def _check_characters(text: str) -> None:
+    if not text:
+        raise InvalidRequestError("the model name is empty", "model")
+    if len(text) > MAX_NAME_LENGTH:
+        raise _invalid(text, f"longer than {MAX_NAME_LENGTH} characters")
+    bad = _UNPRINTABLE.search(text)
+    if bad is not None:
+        raise _invalid(text, f"it contains the character {bad.group()!r}")
+    if ".." in text:
+        raise _invalid(text, "'..' is not allowed")
+
+
 def _check(part: str, pattern: re.Pattern[str], text: str) -> None:
-    if not pattern.match(part) or ".." in part:
-        raise InvalidRequestError(f"invalid model name '{text[:64]}'", "model")
+    if not pattern.fullmatch(part):
+        raise _invalid(text, f"'{part[:64]}' is not a valid part")
+
+
+def _invalid(text: str, reason: str) -> InvalidRequestError:
+    shown = text[:64].encode("unicode_escape").decode("ascii")
+    return InvalidRequestError(f"invalid model name '{shown}': {reason}", "model")

@@ -9,6 +9,11 @@ share one download. No digest reaches the filesystem unchecked (`ModelStore.blob
 anything but `sha256:<64 hex>`), and the manifest is stored byte for byte as the registry sent it,
 so its digest is the registry's.
 
+Before any blob is written the disk must hold what the manifest announces (less what is already
+there) plus `AGENTPORT_DISK_MARGIN`; a blob that grows past its announced size is deleted and the
+pull fails; config and text layers larger than `MAX_TEXT_LAYER_BYTES` are refused with the
+manifest. Every request, each redirect included, goes only where `store/reach.py` allows.
+
 Progress is a stream of dicts in Ollama's format: `pulling manifest`, `pulling <12 hex>` with
 `digest`, `total` and `completed` (a few times a second per blob), `verifying sha256 digest`,
 `writing manifest`, `success`. Failures raise `AgentportError`s, never a backend exception.
@@ -18,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
 import logging
 import os
@@ -30,10 +34,19 @@ from typing import Any
 import httpx
 
 from agentport import __version__
-from agentport.config import Settings
+from agentport.config import Settings, is_loopback_host, make_private_dir, private_opener
 from agentport.errors import InternalError, InvalidRequestError, NotFoundError
-from agentport.store.models import MODEL_MEDIA_TYPE, ModelStore, atomic_write, file_sha256
+from agentport.store.models import (
+    MODEL_MEDIA_TYPE,
+    TEXT_MEDIA_TYPES,
+    ModelStore,
+    atomic_write,
+    check_text_layer_size,
+    ensure_free_space,
+    file_sha256,
+)
 from agentport.store.names import DEFAULT_HOST, ModelName
+from agentport.store.reach import allowed_hosts, guard_requests
 
 log = logging.getLogger("agentport.store")
 
@@ -59,6 +72,15 @@ class Blob:
 
 
 @dataclass(frozen=True, slots=True)
+class Remote:
+    """Where a pull's blobs come from: their URLs by digest, and the internal hosts it may
+    reach (those the settings name)."""
+
+    urls: dict[str, str]
+    allowed: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     raw: bytes  # as the registry sent it
     config: Blob
@@ -80,9 +102,12 @@ async def pull_registry(
     """Pull `name` into `store`, yielding progress events; raises AgentportError on failure."""
     yield {"status": "pulling manifest"}
     base = registry_base(settings, name, insecure)
-    manifest = await fetch_manifest(base, name, store)
+    allowed = allowed_hosts(settings)
+    manifest = await fetch_manifest(base, name, store, allowed)
+    await asyncio.to_thread(_ensure_room, store, manifest.blobs, settings.disk_margin)
     urls = {blob.digest: blob_url(base, name, blob.digest) for blob in manifest.blobs}
-    async for event in pull_blobs(store, manifest.blobs, urls, settings.download_parallel):
+    remote = Remote(urls, allowed)
+    async for event in pull_blobs(store, manifest.blobs, remote, settings.download_parallel):
         yield event
     yield {"status": "verifying sha256 digest"}
     for blob in manifest.blobs:
@@ -91,6 +116,23 @@ async def pull_registry(
     yield {"status": "writing manifest"}
     await asyncio.to_thread(atomic_write, store.manifest_path(name), manifest.raw)
     yield {"status": "success"}
+
+
+def _ensure_room(store: ModelStore, blobs: list[Blob], margin: int) -> None:
+    """The disk must hold the blobs not yet stored, less the bytes their partial files hold,
+    and keep `margin` free."""
+    needed = 0
+    for blob in blobs:
+        path = store.blob_path(blob.digest)
+        if not path.is_file():
+            partial = _partial_path(path)
+            have = partial.stat().st_size if partial.is_file() else 0
+            needed += max(blob.size - have, 0)
+    ensure_free_space(store.blobs, needed, margin)
+
+
+def _partial_path(path: Path) -> Path:
+    return path.with_name(path.name + "-partial")
 
 
 def _intact(path: Path, digest: str) -> bool:
@@ -122,13 +164,7 @@ def blob_url(base: str, name: ModelName, digest: str) -> str:
 
 def is_loopback(host: str) -> bool:
     """Whether `host` (optionally `host:port`) names this machine."""
-    hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    if hostname.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
 
 
 def progress(blob: Blob, completed: int) -> Event:
@@ -140,13 +176,15 @@ def progress(blob: Blob, completed: int) -> Event:
     }
 
 
-def _client(url: str) -> httpx.AsyncClient:
-    """An HTTP client for the registry at `url`; a loopback registry is never proxied."""
+def _client(url: str, allowed: frozenset[str]) -> httpx.AsyncClient:
+    """An HTTP client for the registry at `url`; a loopback registry is never proxied, and
+    every request (each redirect too) must pass `store/reach.py`'s check."""
     return httpx.AsyncClient(
         timeout=TIMEOUT,
         follow_redirects=True,
         headers={"User-Agent": f"agentport/{__version__}"},
         trust_env=not is_loopback(httpx.URL(url).netloc.decode()),
+        event_hooks={"request": [guard_requests(allowed)]},
     )
 
 
@@ -157,12 +195,17 @@ def _reason(exc: Exception) -> str:
 # --- the manifest --------------------------------------------------------------------------
 
 
-async def fetch_manifest(base: str, name: ModelName, store: ModelStore) -> Manifest:
+async def fetch_manifest(
+    base: str, name: ModelName, store: ModelStore, allowed: frozenset[str]
+) -> Manifest:
     url = manifest_url(base, name)
     try:
-        async with _client(url) as http, http.stream("GET", url, headers={"Accept": ACCEPT}) as r:
-            status = r.status_code
-            raw = await _read_capped(r, MANIFEST_LIMIT) if status == 200 else b""
+        async with (
+            _client(url, allowed) as http,
+            http.stream("GET", url, headers={"Accept": ACCEPT}) as response,
+        ):
+            status = response.status_code
+            raw = await _read_capped(response, MANIFEST_LIMIT) if status == 200 else b""
     except httpx.HTTPError as exc:
         raise InternalError(f"cannot reach the registry at {base}: {_reason(exc)}") from exc
     if status == 404:
@@ -205,6 +248,7 @@ def parse_manifest(raw: bytes, name: ModelName, store: ModelStore) -> Manifest:
         raise invalid("no layers")
     config = _blob(data.get("config"), store, invalid)
     blobs = [_blob(layer, store, invalid) for layer in layers]
+    _check_small_layers(config, blobs, invalid)
     if not any(blob.media_type == MODEL_MEDIA_TYPE for blob in blobs):
         raise invalid("no model layer")
     return Manifest(raw, config, blobs)
@@ -225,20 +269,31 @@ def _blob(item: Any, store: ModelStore, invalid: Callable[[str], InvalidRequestE
     return Blob(digest, size, media_type if isinstance(media_type, str) else "")
 
 
+def _check_small_layers(
+    config: Blob, layers: list[Blob], invalid: Callable[[str], InvalidRequestError]
+) -> None:
+    """The config and every text layer must be small."""
+    for blob in [config, *(layer for layer in layers if layer.media_type in TEXT_MEDIA_TYPES)]:
+        try:
+            check_text_layer_size(blob.size, f"layer {blob.short}")
+        except InvalidRequestError as exc:
+            raise invalid(exc.message) from exc
+
+
 # --- blobs, in parallel --------------------------------------------------------------------
 
 _FINISHED = object()
 
 
 async def pull_blobs(
-    store: ModelStore, blobs: list[Blob], urls: dict[str, str], parallel: int
+    store: ModelStore, blobs: list[Blob], remote: Remote, parallel: int
 ) -> AsyncIterator[Event]:
     """Download `blobs` (at most `parallel` at once), yielding their merged progress events.
     The first failure cancels the others (their partial files stay, to resume) and is raised."""
     queue: asyncio.Queue[Any] = asyncio.Queue()
     gate = asyncio.Semaphore(parallel)
     tasks = [
-        asyncio.create_task(_run_blob(store, blob, urls[blob.digest], gate, queue.put_nowait))
+        asyncio.create_task(_run_blob(store, blob, remote, gate, queue.put_nowait))
         for blob in blobs
     ]
     remaining = len(tasks)
@@ -258,24 +313,30 @@ async def pull_blobs(
 
 
 async def _run_blob(
-    store: ModelStore, blob: Blob, url: str, gate: asyncio.Semaphore, emit: Callable[[Any], None]
+    store: ModelStore,
+    blob: Blob,
+    remote: Remote,
+    gate: asyncio.Semaphore,
+    emit: Callable[[Any], None],
 ) -> None:
     """Pull one blob, reporting progress, then `_FINISHED` or the exception, through `emit`."""
     try:
         async with gate:
-            await _pull_blob(store, blob, url, emit)
+            await _pull_blob(store, blob, remote, emit)
     except Exception as exc:
         emit(exc)
     else:
         emit(_FINISHED)
 
 
-async def _pull_blob(store: ModelStore, blob: Blob, url: str, emit: Callable[[Any], None]) -> None:
+async def _pull_blob(
+    store: ModelStore, blob: Blob, remote: Remote, emit: Callable[[Any], None]
+) -> None:
     path = store.blob_path(blob.digest)
     if path.is_file() and await asyncio.to_thread(_intact, path, blob.digest):
         emit(progress(blob, blob.size))
         return
-    download = _join(path, blob, url)
+    download = _join(path, blob, remote)
     try:
         await _watch(download, blob, emit)
     finally:
@@ -317,12 +378,12 @@ class _Download:
 _DOWNLOADS: dict[Path, _Download] = {}
 
 
-def _join(path: Path, blob: Blob, url: str) -> _Download:
+def _join(path: Path, blob: Blob, remote: Remote) -> _Download:
     current = _DOWNLOADS.get(path)
     if current is None or current.abandoned:
         previous = current.task if current else None
         current = _Download()
-        current.task = asyncio.create_task(_download(path, blob, url, current, previous))
+        current.task = asyncio.create_task(_download(path, blob, remote, current, previous))
         current.task.add_done_callback(lambda _: _forget(path, current))
         _DOWNLOADS[path] = current
     current.waiters += 1
@@ -342,14 +403,15 @@ def _forget(path: Path, download: _Download) -> None:
 
 
 async def _download(
-    path: Path, blob: Blob, url: str, state: _Download, previous: asyncio.Task[None] | None
+    path: Path, blob: Blob, remote: Remote, state: _Download, previous: asyncio.Task[None] | None
 ) -> None:
     """Download `blob` to `path` through its partial file: resume, verify, rename into place;
     after a sha256 mismatch start again from zero, once."""
     if previous is not None:  # an abandoned download of this blob still closing its file
         await asyncio.wait({previous})
-    partial = Partial(path.with_name(path.name + "-partial"))
-    async with _client(url) as http:
+    partial = Partial(_partial_path(path))
+    url = remote.urls[blob.digest]
+    async with _client(url, remote.allowed) as http:
         for attempt in (1, 2):
             await asyncio.to_thread(partial.load, blob.size)
             state.completed = partial.size
@@ -375,12 +437,16 @@ async def _fetch(
     try:
         async with http.stream("GET", url, headers=headers) as response:
             _check_blob_answer(response, blob, partial)
-            with partial.path.open("ab") as handle:
+            with open(partial.path, "ab", opener=private_opener) as handle:
                 async for chunk in response.aiter_bytes():
+                    if partial.size + len(chunk) > blob.size:
+                        partial.reset()
+                        raise InternalError(
+                            f"the registry sent more than the {blob.size} bytes the manifest "
+                            f"announces for blob {blob.short}; the download was deleted"
+                        )
                     partial.append(handle, chunk)
                     state.completed = partial.size
-                    if partial.size > blob.size:
-                        return  # longer than announced: the digest check will fail
     except httpx.HTTPError as exc:
         raise InternalError(
             f"the download of blob {blob.short} was interrupted at {partial.size} of "
@@ -425,7 +491,7 @@ class Partial:
     def load(self, limit: int) -> None:
         """Hash what a previous run left (runs in a thread); drop it if larger than `limit`."""
         self._hash, self.size = hashlib.sha256(), 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         try:
             if self.path.stat().st_size > limit:
                 self.path.unlink()
