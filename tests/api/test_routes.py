@@ -1,20 +1,24 @@
 """The route table and the one chat handler, on a fake runtime: every chat codec answers
-streamed and whole, Ollama's load-only requests, and bad bodies answered in each dialect's
-shape."""
+streamed and whole, Ollama's load-only requests, and hostile bodies (wrong types, huge numbers,
+deep nesting, lone surrogates, bodies past the limit) answered in each dialect's shape."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from agentport.api import anthropic
 from agentport.config import Settings
 from agentport.core import ChatRequest, Done, FinishReason, PromptStart, TextDelta, Usage
+from agentport.errors import RequestTooLargeError
 from agentport.server.app import create_app
+from agentport.server.body import read_body
 from agentport.server.routes import ROUTES
 
 USER = {"role": "user", "content": "hi"}
@@ -177,6 +181,12 @@ HOSTILE = [
     ("not an object", "[1, 2]"),
     ("empty", ""),
     ("not JSON", "{model"),
+    ("invalid UTF-8", b'{"model": "\xff\xfe"}'),
+    ("huge integer", '{"model": "m", "max_tokens": 1' + "0" * 40 + "}"),
+    ("integer of 5000 digits", '{"model": "m", "max_tokens": ' + "9" * 5000 + "}"),
+    ("infinite float", '{"model": "m", "temperature": 1e400}'),
+    ("NaN", '{"model": "m", "temperature": NaN}'),
+    ("deep nesting inside a field", '{"model": "m", "metadata": ' + nested(200) + "}"),
     ("deep nesting past the parser", "[" * 100_000 + "]" * 100_000),
 ]
 
@@ -204,3 +214,41 @@ def test_hostile_bodies_are_4xx_in_the_dialect(runtime, path, name, content):
 def test_unknown_fields_are_accepted(runtime, path):
     body = DIALECT_BODIES[path] | {"x_future_field": {"anything": [1, 2]}}
     assert client(runtime).post(path, json=body).status_code == 200
+
+
+@pytest.mark.parametrize("path", DIALECT_BODIES)
+def test_lone_surrogates_become_replacement_characters(runtime, path):
+    escaped = '"bin \\ud800 \\uDFFF ok \\ud83d\\ude00"'  # lone high, lone low, a pair
+    text = json.dumps(DIALECT_BODIES[path]).replace('"hi"', escaped)
+    response = client(runtime).post(path, content=text)
+    assert response.status_code == 200, response.text
+    (message,) = [m for m in runtime.prepared[0].messages if m.role == "user"]
+    assert message.text() == "bin \ufffd \ufffd ok \U0001f600"
+
+
+@pytest.mark.parametrize("path", DIALECT_BODIES)
+def test_bodies_past_the_limit_are_413_while_streaming_in(runtime, path):
+    def chunks():
+        yield b'{"model": "m", "pad": "'
+        for _ in range(64):
+            yield b"x" * 1024
+        yield b'"}'
+
+    response = client(runtime, max_body_bytes=4096).post(path, content=chunks())
+    assert response.status_code == 413
+    assert "error" in response.json()
+    assert runtime.prepared == []
+
+
+def test_reading_stops_once_the_body_passes_the_limit():
+    pulled = []
+
+    async def receive() -> dict:
+        pulled.append(1)
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    app = SimpleNamespace(state=SimpleNamespace(settings=Settings(max_body_bytes=4096)))
+    request = Request({"type": "http", "headers": [], "app": app}, receive)
+    with pytest.raises(RequestTooLargeError):
+        asyncio.run(read_body(request))
+    assert len(pulled) == 5
