@@ -240,6 +240,17 @@ def test_bodies_past_the_limit_are_413_while_streaming_in(runtime, path):
     assert runtime.prepared == []
 
 
+# --- /metrics ----------------------------------------------------------------------------------
+
+
+def test_metrics_escape_label_values(runtime):
+    slots = SimpleNamespace(slot_use=lambda: SimpleNamespace(busy=1, waiting=2))
+    runtime.models['a"b\\c\nd'] = SimpleNamespace(engine=slots)
+    text = client(runtime).get("/metrics").text
+    assert 'agentport_sequences_busy{model="a\\"b\\\\c\\nd"} 1.0' in text
+    assert 'agentport_requests_waiting{model="a\\"b\\\\c\\nd"} 2.0' in text
+
+
 def test_reading_stops_once_the_body_passes_the_limit():
     pulled = []
 
