@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agentport.api import ollama
+from agentport.api import ollama, ollama_models
 from agentport.core import (
     ChatRequest,
     Done,
@@ -499,4 +499,4 @@ def test_final_stats_counts_only_evaluated_prompt_tokens():
     ],
 )
 def test_parameters_text(parameters, text):
-    assert ollama.parameters_text(parameters) == text
+    assert ollama_models.parameters_text(parameters) == text

@@ -236,3 +236,62 @@ def test_ps_reports_context_and_yarn(api):
     row = next(m for m in models if m["name"] == "smollm2:135m")
     assert row["context_length"] == 32768
     assert row["rope_scaling"] == "yarn x4 from 8192"
+
+
+# A tool result read from a binary file can carry lone surrogate escapes; each dialect answers.
+LONE_SURROGATES = "binary \\ud800 data \\udfff end"
+SURROGATE_BODIES = {
+    "/v1/messages": {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 4,
+        "messages": [
+            {"role": "user", "content": "Read it."},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "read_file", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "MARK"}],
+            },
+        ],
+    },
+    "/v1/chat/completions": {
+        "model": "smollm2:135m",
+        "max_tokens": 4,
+        "messages": [{"role": "user", "content": "MARK"}],
+    },
+    "/v1/responses": {"model": "smollm2:135m", "max_output_tokens": 4, "input": "MARK"},
+    "/api/chat": {
+        "model": "smollm2:135m",
+        "stream": False,
+        "options": {"num_predict": 4},
+        "messages": [{"role": "user", "content": "MARK"}],
+    },
+}
+
+
+@pytest.mark.parametrize("path", SURROGATE_BODIES)
+@pytest.mark.parametrize("stream", [False, True])
+def test_lone_surrogates_are_answered_in_every_dialect(api, path, stream):
+    body = SURROGATE_BODIES[path] | {"stream": stream}
+    raw = json.dumps(body).replace("MARK", LONE_SURROGATES)
+    response = api.post(path, content=raw, headers=HEADERS | {"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert not re.search(r'"error": ?[{"]', response.text), response.text  # no error event
+    assert "response.failed" not in response.text
+
+
+EXTREME_NUMBERS = [
+    ("/v1/messages", {"max_tokens": 2**62, "top_k": 2**62, "seed": 2**63}),
+    ("/v1/chat/completions", {"max_tokens": 4, "seed": 2**64 - 1, "top_k": 2**40}),
+    ("/api/chat", {"options": {"num_predict": 4, "top_k": 2**62, "repeat_last_n": 2**62}}),
+]
+
+
+@pytest.mark.parametrize("path,fields", EXTREME_NUMBERS)
+def test_extreme_numbers_in_range_never_fail_the_server(api, path, fields):
+    body = SURROGATE_BODIES[path] | fields
+    raw = json.dumps(body).replace("MARK", "Say hi.")
+    response = api.post(path, content=raw, headers=HEADERS | {"content-type": "application/json"})
+    assert response.status_code < 500, response.text

@@ -1,4 +1,7 @@
-"""Wire dialects: pydantic wire models and pure translators to and from the core types.
+"""Wire dialects: pydantic wire models, pure translators to and from the core types, and one
+chat codec per chat endpoint (`common.ChatCodec`), every wire shape included (create, pull and
+push too, in `ollama_models`).
 
-Nothing here does I/O or imports the runtime, the engines or the server.
+Nothing here does I/O; it imports only `core` and `errors`, never the runtime, the engines, the
+store or the server.
 """

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field
 
-from agentport.api.common import Lenient, validate
+from agentport.api.common import ChatCodec, Lenient, validate
 from agentport.core import (
     ChatRequest,
     ContentPart,
@@ -92,6 +93,8 @@ class MessagesRequest(CountTokensRequest):
 
 
 # --- request -> core ---------------------------------------------------------------------
+
+SESSION_HEADER = "x-claude-code-session-id"  # Claude Code's session: the cache-affinity key
 
 
 def decode_messages(body: object, session_id: str | None = None) -> ChatRequest:
@@ -456,3 +459,15 @@ def models_page(models: list[tuple[str, float]]) -> dict[str, Any]:
         "first_id": data[0]["id"] if data else None,
         "last_id": data[-1]["id"] if data else None,
     }
+
+
+def _decode_codec(body: object, headers: Mapping[str, str]) -> tuple[ChatRequest, None]:
+    return decode_messages(body, session_id=headers.get(SESSION_HEADER)), None
+
+
+MESSAGES: ChatCodec[None] = ChatCodec(
+    framing="sse",
+    decode=_decode_codec,
+    stream_encoder=lambda chat, _: StreamEncoder(chat.model),
+    builder=lambda chat, _: MessageBuilder(chat.model),
+)

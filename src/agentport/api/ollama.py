@@ -13,7 +13,7 @@ Pure functions and small state machines, no I/O:
   share a line; a tool call is sent whole, its arguments as an object, once it is complete.
   Durations are integer nanoseconds; `prompt_eval_count` counts the prompt tokens actually
   evaluated (those not reused from the prefix cache).
-- Listing and inspecting models: /api/tags, /api/ps, /api/show, /api/version, embeddings.
+- Embeddings (/api/embed, /api/embeddings). Managing models: `ollama_models`.
 """
 
 from __future__ import annotations
@@ -21,16 +21,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import Field
 
-from agentport import __version__
-from agentport.api.common import Lenient, validate
-from agentport.api.openai import decode_tool_choice
+from agentport.api.common import ChatCodec, Lenient, decode_tool_choice, validate
 from agentport.core import (
     ChatRequest,
     ContentPart,
@@ -56,7 +53,6 @@ from agentport.core import (
     ToolUsePart,
 )
 from agentport.errors import InvalidRequestError, UnsupportedContentError
-from agentport.store.models import ModelEntry
 
 # --- wire models ---------------------------------------------------------------------------
 
@@ -144,11 +140,6 @@ class WireEmbeddingsRequest(Lenient):
     model: str = Field(min_length=1)
     prompt: str = ""
     keep_alive: str | float | None = None
-
-
-class WireCopyRequest(Lenient):
-    source: str = Field(min_length=1)
-    destination: str = Field(min_length=1)
 
 
 # --- request -> core ---------------------------------------------------------------------
@@ -337,21 +328,6 @@ def decode_embeddings(body: object) -> EmbedRequest:
     return EmbedRequest(
         model=wire.model, inputs=inputs, normalize=False, truncate=True, keep_alive=wire.keep_alive
     )
-
-
-def decode_copy(body: object) -> tuple[str, str]:
-    wire: WireCopyRequest = validate(WireCopyRequest, body)  # type: ignore[assignment]
-    return wire.source, wire.destination
-
-
-def model_name(body: object) -> str:
-    """The model of /api/show and /api/delete: `model`, or the older `name`."""
-    if not isinstance(body, dict):
-        raise InvalidRequestError("request body must be a JSON object")
-    name = body.get("model") or body.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidRequestError("model is required", "model")
-    return name
 
 
 # --- core -> wire ------------------------------------------------------------------------
@@ -583,146 +559,30 @@ def embed_response(
     }
 
 
-# --- models --------------------------------------------------------------------------------
-
-# A model kept loaded forever expires, as in Ollama, at the largest Go duration from now.
-FOREVER_SECONDS = (2**63 - 1) / 1e9
+# --- codecs ----------------------------------------------------------------------------------
 
 
-def details(entry: ModelEntry, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    config = entry.config
-    family = config.get("model_family", "")
-    out = {
-        "parent_model": "",
-        "format": config.get("model_format", "gguf"),
-        "family": family,
-        "families": [family] if family else None,
-        "parameter_size": config.get("parameter_size", ""),
-        "quantization_level": config.get("file_type", ""),
-    }
-    out.update({k: v for k, v in (extra or {}).items() if v})
-    return out
+def _decode_chat_codec(body: object, headers: Mapping[str, str]) -> tuple[ChatRequest, None]:
+    return decode_chat(body), None
 
 
-def tag(entry: ModelEntry) -> dict[str, Any]:
-    name = entry.name.display
-    return {
-        "name": name,
-        "model": name,
-        "modified_at": iso_time(entry.modified),
-        "size": entry.size,
-        "digest": entry.digest.removeprefix("sha256:"),
-        "details": details(entry),
-    }
+def _decode_generate_codec(body: object, headers: Mapping[str, str]) -> tuple[ChatRequest, None]:
+    return decode_generate(body), None
 
 
-def tags_response(entries: list[ModelEntry]) -> dict[str, Any]:
-    return {"models": [tag(e) for e in entries]}
-
-
-@dataclass(slots=True)
-class RunningFacts:
-    """What /api/ps reports about one loaded model, gathered by the route from the runtime."""
-
-    size: int  # bytes in memory: what llama.cpp reported at load, else the plan
-    expires_in: float | None  # seconds from now; None: kept forever
-    context_length: int  # per sequence
-    rope_scaling: str | None
-    parallel: int
-    kv_type: str
-    busy: int
-    waiting: int
-    planned: dict[str, int]
-    actual: dict[str, int]
-    extra_details: dict[str, Any] | None = None
-
-
-def running_model(entry: ModelEntry, facts: RunningFacts) -> dict[str, Any]:
-    """One /api/ps row: Ollama's fields, then agentport's memory plan and slots."""
-    row = tag(entry)
-    del row["modified_at"]
-    row["details"] = details(entry, facts.extra_details)
-    seconds = FOREVER_SECONDS if facts.expires_in is None else max(0.0, facts.expires_in)
-    row.update(
-        {
-            "size": facts.size,
-            "expires_at": iso_time(time.time() + seconds),
-            "size_vram": 0,
-            "context_length": facts.context_length,
-            "rope_scaling": facts.rope_scaling,
-            "parallel": facts.parallel,
-            "kv_type": facts.kv_type,
-            "slots": {"total": facts.parallel, "busy": facts.busy, "waiting": facts.waiting},
-            "memory": {"planned": facts.planned, "actual": facts.actual},
-        }
-    )
-    return row
-
-
-@dataclass(slots=True)
-class ModelFacts:
-    """What /api/show reports about a model, gathered by the route from the loaded engine and
-    the manifest's optional layers."""
-
-    template: str
-    architecture: str
-    parameter_count: int
-    parameter_size: str
-    quantization: str
-    n_ctx_train: int
-    n_ctx: int
-    rope_scaling: str | None
-    fill_in_the_middle: bool
-    license: str = ""
-    system: str = ""
-    parameters: dict[str, Any] | None = None
-    modelfile: str = ""  # a Modelfile that recreates the model
-
-
-def capabilities(facts: ModelFacts) -> list[str]:
-    out = ["completion", "tools"]
-    if facts.fill_in_the_middle:
-        out.append("insert")
-    out.append("embedding")
-    if "<think>" in facts.template:
-        out.append("thinking")
-    return out
-
-
-def parameters_text(parameters: dict[str, Any] | None) -> str:
-    """Ollama's `parameters`: one `name value` line per value, lists one line per item."""
-    lines = []
-    for key, value in (parameters or {}).items():
-        for item in value if isinstance(value, list) else [value]:
-            shown = json.dumps(item, ensure_ascii=False) if isinstance(item, str) else item
-            lines.append(f"{key:<30} {shown}")
-    return "\n".join(lines)
-
-
-def show_response(entry: ModelEntry, facts: ModelFacts) -> dict[str, Any]:
-    arch = facts.architecture
-    model_info = {
-        "general.architecture": arch,
-        "general.parameter_count": facts.parameter_count,
-        f"{arch}.context_length": facts.n_ctx_train,
-        "agentport.context_length": facts.n_ctx,
-        "agentport.rope_scaling": facts.rope_scaling,
-    }
-    extra = {"parameter_size": facts.parameter_size, "quantization_level": facts.quantization}
-    out = {
-        "license": facts.license,
-        "modelfile": facts.modelfile,
-        "parameters": parameters_text(facts.parameters),
-        "template": facts.template,
-        "details": details(entry, extra),
-        "model_info": model_info,
-        "capabilities": capabilities(facts),
-        "modified_at": iso_time(entry.modified),
-    }
-    if facts.system:
-        out["system"] = facts.system
-    return out
-
-
-def version_response() -> dict[str, str]:
-    return {"version": __version__}
+CHAT: ChatCodec[None] = ChatCodec(
+    framing="ndjson",
+    decode=_decode_chat_codec,
+    stream_encoder=lambda chat, _: ChatStreamEncoder(chat.model),
+    builder=lambda chat, _: ChatBuilder(chat.model),
+    loads_only=is_load_only,
+    load_answer=lambda chat, reason: load_response(chat.model, "chat", reason),
+)
+GENERATE: ChatCodec[None] = ChatCodec(
+    framing="ndjson",
+    decode=_decode_generate_codec,
+    stream_encoder=lambda chat, _: GenerateStreamEncoder(chat.model),
+    builder=lambda chat, _: GenerateBuilder(chat.model),
+    loads_only=is_load_only,
+    load_answer=lambda chat, reason: load_response(chat.model, "generate", reason),
+)

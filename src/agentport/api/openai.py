@@ -25,12 +25,13 @@ import json
 import struct
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
 
-from agentport.api.common import Lenient, validate
+from agentport.api.common import ChatCodec, Lenient, decode_tool_choice, validate
 from agentport.core import (
     ChatRequest,
     ContentPart,
@@ -51,7 +52,6 @@ from agentport.core import (
     ThinkingPart,
     ToolCallDelta,
     ToolCallStart,
-    ToolChoice,
     ToolResultPart,
     ToolSpec,
     ToolUsePart,
@@ -361,29 +361,6 @@ def _tool(tool: WireTool, where: str) -> ToolSpec:
     function = tool.function
     schema = function.parameters or {"type": "object", "properties": {}}
     return ToolSpec(name=function.name, description=function.description, input_schema=schema)
-
-
-def decode_tool_choice(choice: str | dict[str, Any] | None, tools: list[ToolSpec]) -> ToolChoice:
-    """OpenAI's tool_choice (also accepted by /api/chat, which has none of its own)."""
-    if choice is None or choice == "auto":
-        return ToolChoice()
-    if choice == "none":
-        return ToolChoice(mode="none")
-    if not tools:
-        raise InvalidRequestError("tool_choice: needs tools", "tool_choice")
-    if choice == "required":
-        return ToolChoice(mode="any")
-    function = choice.get("function") if isinstance(choice, dict) else None
-    name = function.get("name") if isinstance(function, dict) else None
-    if not isinstance(choice, dict) or choice.get("type") != "function" or not name:
-        raise InvalidRequestError(
-            'tool_choice: expected "auto", "none", "required" or '
-            '{"type": "function", "function": {"name": ...}}',
-            "tool_choice",
-        )
-    if name not in {t.name for t in tools}:
-        raise InvalidRequestError(f"tool_choice: no tool named {name!r}", "tool_choice")
-    return ToolChoice(mode="tool", name=name)
 
 
 def _output_format(response_format: dict[str, Any] | None) -> OutputFormat | None:
@@ -734,3 +711,32 @@ def embeddings_response(
 def _base64_floats(vector: list[float]) -> str:
     """Little-endian float32 bytes, base64-encoded, as OpenAI sends them."""
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+# --- codecs ---------------------------------------------------------------------------------
+
+
+def _decode_chat_codec(body: object, headers: Mapping[str, str]) -> tuple[ChatRequest, bool]:
+    decoded = decode_chat(body)
+    return decoded.request, decoded.include_usage
+
+
+def _decode_completion_codec(body: object, headers: Mapping[str, str]) -> tuple[ChatRequest, bool]:
+    decoded = decode_completion(body)
+    return decoded.request, decoded.include_usage
+
+
+CHAT_COMPLETIONS: ChatCodec[bool] = ChatCodec(
+    framing="sse",
+    decode=_decode_chat_codec,
+    stream_encoder=lambda chat, usage: ChatStreamEncoder(chat.model, include_usage=usage),
+    builder=lambda chat, _: ChatCompletionBuilder(chat.model),
+)
+COMPLETIONS: ChatCodec[bool] = ChatCodec(
+    framing="sse",
+    decode=_decode_completion_codec,
+    stream_encoder=lambda chat, usage: CompletionStreamEncoder(
+        chat.model, include_usage=usage, completion_id=new_id("cmpl-")
+    ),
+    builder=lambda chat, _: CompletionBuilder(chat.model),
+)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field
 
-from agentport.api.common import Lenient, validate
+from agentport.api.common import ChatCodec, Lenient, validate
 from agentport.core import (
     ChatRequest,
     ContentPart,
@@ -675,3 +676,15 @@ class ResponseBuilder:
         if done.finish_reason is FinishReason.LENGTH and self.output:
             self.output[-1]["status"] = "incomplete"
         return finished_object(self.echo, self.response_id, self.created_at, self.output, done)
+
+
+def _decode_codec(body: object, headers: Mapping[str, str]) -> tuple[ChatRequest, Echo]:
+    return decode_responses(body)
+
+
+RESPONSES: ChatCodec[Echo] = ChatCodec(
+    framing="sse",
+    decode=_decode_codec,
+    stream_encoder=lambda _, echo: StreamEncoder(echo),
+    builder=lambda _, echo: ResponseBuilder(echo),
+)

@@ -1,4 +1,5 @@
-"""The canonical internal types every layer speaks: requests, messages, tools and stream events."""
+"""The canonical internal types every layer speaks: requests, messages, tools, stream events
+and the model-management values (create, pull and push requests, model summaries)."""
 
 from agentport.core.events import (
     Done,
@@ -15,6 +16,7 @@ from agentport.core.events import (
     ToolCallStart,
     Usage,
 )
+from agentport.core.models import CreateRequest, ModelSummary, RegistryRequest
 from agentport.core.types import (
     ChatRequest,
     ContentPart,
@@ -35,15 +37,18 @@ from agentport.core.types import (
 __all__ = [
     "ChatRequest",
     "ContentPart",
+    "CreateRequest",
     "Done",
     "EmbedRequest",
     "ErrorEvent",
     "FinishReason",
     "ImagePart",
     "Message",
+    "ModelSummary",
     "OutputFormat",
     "Ping",
     "PromptStart",
+    "RegistryRequest",
     "SamplingParams",
     "StreamEvent",
     "TextDelta",

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentport import __version__
@@ -16,21 +16,13 @@ from agentport.config import Settings, check_exposure
 from agentport.errors import AgentportError, InvalidRequestError, NotFoundError
 from agentport.runtime import Runtime
 from agentport.runtime.engine_choice import engine_factory
-from agentport.server import (
-    routes_anthropic,
-    routes_create,
-    routes_metrics,
-    routes_ollama,
-    routes_openai,
-    routes_responses,
-    routes_store,
-)
 from agentport.server.errors import (
     dialect_of,
     error_response,
     handle_agentport_error,
     handle_unexpected,
 )
+from agentport.server.routes import add_routes
 from agentport.server.security import EdgeGuard
 
 log = logging.getLogger("agentport.server")
@@ -61,14 +53,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_exception_handler(AgentportError, handle_agentport_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, handle_unexpected)
-    app.include_router(routes_anthropic.router)
-    app.include_router(routes_ollama.router)
-    app.include_router(routes_openai.router)
-    app.include_router(routes_responses.router)
-    app.include_router(routes_store.router)
-    app.include_router(routes_create.router)
-    app.include_router(routes_metrics.router)
-    _add_misc_routes(app)
+    add_routes(app)
     return app
 
 
@@ -77,16 +62,6 @@ async def _preload(runtime: Runtime, name: str) -> None:
         await runtime.model(name)
     except AgentportError as error:
         log.warning("default model not loaded: %s", error.message)
-
-
-def _add_misc_routes(app: FastAPI) -> None:
-    @app.api_route("/", methods=["GET", "HEAD"])
-    async def root() -> PlainTextResponse:
-        return PlainTextResponse("agentport is running")
-
-    @app.post("/api/event_logging/batch")
-    async def telemetry() -> Response:
-        return Response(status_code=204)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,12 +1,11 @@
 """Creating models over HTTP: `POST /api/create` and `HEAD` / `POST /api/blobs/<digest>`.
 
-`/api/create` takes Ollama's current JSON form (`from` an existing model, or `files` naming one
-GGUF blob uploaded before, with `template`, `system`, `parameters`, `messages`, `license`) and the
-older form with a `modelfile` text, whose FROM may be a GGUF path on this machine. Everything
-cheap is checked before the answer starts, so a bad request gets its 4xx status; then the status
-lines stream as NDJSON (`parsing modelfile`, `using existing layer ...` / `creating new layer
-...`, `writing manifest`, `success`, or a final `{"error": ...}`), or one JSON answer when
-`stream` is false.
+`/api/create` takes Ollama's current JSON form and the older form with a `modelfile` text, whose
+FROM may be a GGUF path on this machine (both decoded by `api.ollama_models`). Everything cheap
+is checked, in a worker, before the answer starts, so a bad request gets its 4xx status; then
+the status lines stream as NDJSON (`parsing modelfile`, `using existing layer ...` / `creating
+new layer ...`, `writing manifest`, `success`, or a final `{"error": ...}`), or one JSON answer
+when `stream` is false.
 """
 
 from __future__ import annotations
@@ -18,16 +17,17 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import Field
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, Request
 
-from agentport.api.common import Lenient, validate
+from agentport.api import ollama_models
 from agentport.chat.parsers import FAMILIES
+from agentport.config import Settings
+from agentport.core import CreateRequest
 from agentport.errors import AgentportError, CancelledError, InvalidRequestError
 from agentport.runtime import Runtime
 from agentport.server.body import read_json
+from agentport.server.state import runtime_of, settings_of
 from agentport.store import create
 from agentport.store.modelfile import (
     MESSAGE_ROLES,
@@ -37,50 +37,20 @@ from agentport.store.modelfile import (
     parse_modelfile,
     parser_name,
 )
+from agentport.store.models import ModelStore
 
 log = logging.getLogger("agentport.server")
-router = APIRouter()
-
-
-class WireMessage(Lenient):
-    role: str
-    content: str = ""
-
-
-class WireCreateRequest(Lenient):
-    model: str | None = None
-    name: str | None = None  # older clients
-    modelfile: str | None = None  # the older form
-    from_: str | None = Field(None, alias="from")
-    files: dict[str, str] | None = None
-    adapters: dict[str, str] | None = None
-    quantize: str | None = None
-    template: str | None = None
-    system: str | None = None
-    parameters: dict[str, Any] | None = None
-    messages: list[WireMessage] | None = None
-    license: str | list[str] | None = None
-    parser: str | None = None
-    stream: bool = True
-
-
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
 
 
 # --- /api/create -----------------------------------------------------------------------------
 
 
-@router.post("/api/create")
 async def create_model(request: Request) -> Response:
-    name, parsed, stream = decode_create(await read_json(request))
-    runtime = _runtime(request)
-    settings = request.app.state.settings
-    job = await asyncio.to_thread(
-        create.plan, runtime.store, name, parsed, settings.import_dir, settings.metadata_cache
-    )
+    wanted = ollama_models.decode_create(await read_json(request))
+    runtime = runtime_of(request)
+    job = await asyncio.to_thread(_plan, runtime.store, wanted, settings_of(request))
     work = partial(create.build, runtime.store, job)
-    if not stream:
+    if not wanted.stream:
         await asyncio.to_thread(work, lambda event: None)
         await runtime.unload(job.name.display)
         return JSONResponse({"status": "success"})
@@ -88,64 +58,45 @@ async def create_model(request: Request) -> Response:
     return StreamingResponse(lines, media_type="application/x-ndjson")
 
 
-def decode_create(body: object) -> tuple[str, Modelfile, bool]:
-    """The name, the Modelfile (the `modelfile` text, with the JSON fields over it) and
-    whether to stream, from a `/api/create` body."""
-    wire: WireCreateRequest = validate(WireCreateRequest, body)  # type: ignore[assignment]
-    name = wire.model or wire.name
-    if not name or not name.strip():
-        raise InvalidRequestError("model is required", "model")
-    if wire.adapters:
-        raise InvalidRequestError("ADAPTER is not supported", "adapters")
-    if wire.quantize:
-        raise InvalidRequestError(
-            "quantize is not supported; create from a GGUF file that is already quantized",
-            "quantize",
-        )
-    parsed = parse_modelfile(wire.modelfile) if wire.modelfile else Modelfile()
-    _overlay(parsed, wire)
+def _plan(store: ModelStore, wanted: CreateRequest, settings: Settings) -> create.CreatePlan:
+    """Every cheap check of a create, in a worker: the Modelfile is parsed, the base found."""
+    parsed = modelfile_for(wanted)
+    return create.plan(store, wanted.name, parsed, settings.import_dir, settings.metadata_cache)
+
+
+def modelfile_for(wanted: CreateRequest) -> Modelfile:
+    """The Modelfile of a create request: its `modelfile` text, with the fields given one by
+    one over it."""
+    parsed = parse_modelfile(wanted.modelfile) if wanted.modelfile else Modelfile()
+    if wanted.blob is not None:
+        if not is_blob_reference("@" + wanted.blob):
+            raise InvalidRequestError(f"invalid digest '{wanted.blob[:80]}'", "files")
+        parsed.source = "@" + wanted.blob
+    elif wanted.source:
+        parsed.source = wanted.source
+    if wanted.template is not None:
+        parsed.template = wanted.template
+    if wanted.system is not None:
+        parsed.system = wanted.system
+    for key, value in wanted.parameters.items():
+        add_parameter(parsed.parameters, key, value)
+    if wanted.messages:
+        parsed.messages = [_message(m) for m in wanted.messages]
+    if wanted.licenses is not None:
+        parsed.licenses = wanted.licenses
+    if wanted.parser is not None:
+        parsed.parser = parser_name(wanted.parser)
     if parsed.parser is not None and parsed.parser not in FAMILIES:
         known = ", ".join(FAMILIES)
         raise InvalidRequestError(f"unknown parser '{parsed.parser}'; known: {known}", "parser")
-    return name, parsed, wire.stream
+    return parsed
 
 
-def _overlay(parsed: Modelfile, wire: WireCreateRequest) -> None:
-    if wire.files:
-        parsed.source = "@" + _one_gguf(wire.files)
-    elif wire.from_:
-        parsed.source = wire.from_
-    if wire.template is not None:
-        parsed.template = wire.template
-    if wire.system is not None:
-        parsed.system = wire.system
-    for key, value in (wire.parameters or {}).items():
-        add_parameter(parsed.parameters, key, value)
-    if wire.messages:
-        parsed.messages = [_message(m) for m in wire.messages]
-    if wire.parser is not None:
-        parsed.parser = parser_name(wire.parser)
-    if wire.license is not None:
-        parsed.licenses = [wire.license] if isinstance(wire.license, str) else wire.license
-
-
-def _one_gguf(files: dict[str, str]) -> str:
-    if len(files) != 1:
-        raise InvalidRequestError(
-            "files must name exactly one GGUF file; agentport creates a model from one GGUF",
-            "files",
-        )
-    digest = next(iter(files.values()))
-    if not is_blob_reference("@" + digest):
-        raise InvalidRequestError(f"invalid digest '{digest[:80]}'", "files")
-    return digest
-
-
-def _message(message: WireMessage) -> dict[str, str]:
-    if message.role not in MESSAGE_ROLES:
+def _message(message: dict[str, str]) -> dict[str, str]:
+    if message["role"] not in MESSAGE_ROLES:
         roles = ", ".join(MESSAGE_ROLES)
-        raise InvalidRequestError(f"message role '{message.role[:40]}' must be one of {roles}")
-    return {"role": message.role, "content": message.content}
+        raise InvalidRequestError(f"message role '{message['role'][:40]}' must be one of {roles}")
+    return message
 
 
 async def _status_lines(
@@ -182,19 +133,18 @@ def _line(event: dict[str, Any]) -> str:
 # --- /api/blobs ------------------------------------------------------------------------------
 
 
-@router.head("/api/blobs/{digest:path}")
-async def blob_exists(digest: str, request: Request) -> Response:
-    path = _runtime(request).store.blob_path(digest)
+async def blob_exists(request: Request) -> Response:
+    path = runtime_of(request).store.blob_path(request.path_params["digest"])
     return Response(status_code=200 if path.is_file() else 404)
 
 
-@router.post("/api/blobs/{digest:path}")
-async def upload_blob(digest: str, request: Request) -> Response:
-    store = _runtime(request).store
+async def upload_blob(request: Request) -> Response:
+    digest = request.path_params["digest"]
+    store = runtime_of(request).store
     if store.blob_path(digest).is_file():
         return Response(status_code=200)
     announced = create.parse_content_length(request.headers.get("content-length"))
-    margin = request.app.state.settings.disk_margin
+    margin = settings_of(request).disk_margin
     try:
         await create.receive_blob(store, digest, announced, request.stream(), margin)
     except ClientDisconnect as exc:

@@ -1,88 +1,37 @@
-"""Ollama routes (`/api/*`): chat, generate, embeddings, and listing, inspecting, copying and
-deleting models. Each handler is decode, dispatch to the runtime, encode."""
+"""Ollama routes (`/api/*`) besides chat, generate, create and pull: embeddings, and listing,
+inspecting, copying and deleting models. Each handler is decode, dispatch to the runtime,
+encode."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from typing import Literal
 
-from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import Request
 
-from agentport.api import ollama
-from agentport.core import ChatRequest
+from agentport.api import ollama, ollama_models
+from agentport.core import ModelSummary
 from agentport.planner.gguf_meta import format_params
-from agentport.runtime import LoadedModel, Runtime
-from agentport.runtime.durations import parse_keep_alive
+from agentport.runtime import LoadedModel
 from agentport.server.body import read_json
-from agentport.server.streaming import collect, ndjson_response
+from agentport.server.state import runtime_of
 from agentport.store import create
-from agentport.store.models import LICENSE_MEDIA_TYPE, PARAMS_MEDIA_TYPE, SYSTEM_MEDIA_TYPE
+from agentport.store.models import (
+    LICENSE_MEDIA_TYPE,
+    PARAMS_MEDIA_TYPE,
+    SYSTEM_MEDIA_TYPE,
+    ModelEntry,
+)
 from agentport.store.names import parse_name
-
-router = APIRouter()
-
-
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-# --- generation ------------------------------------------------------------------------------
-
-
-@router.post("/api/chat")
-async def chat(request: Request) -> Response:
-    body = ollama.decode_chat(await read_json(request))
-    return await _generate(_runtime(request), body, "chat")
-
-
-@router.post("/api/generate")
-async def generate(request: Request) -> Response:
-    body = ollama.decode_generate(await read_json(request))
-    return await _generate(_runtime(request), body, "generate")
-
-
-async def _generate(
-    runtime: Runtime, chat: ChatRequest, endpoint: Literal["chat", "generate"]
-) -> Response:
-    if ollama.is_load_only(chat):
-        return await _load_or_unload(runtime, chat, endpoint)
-    prepared = await runtime.prepare(chat)
-    batches = runtime.generate(prepared)
-    if chat.stream:
-        encoder_type = (
-            ollama.ChatStreamEncoder if endpoint == "chat" else ollama.GenerateStreamEncoder
-        )
-        return ndjson_response(batches, encoder_type(chat.model).encode_batch)
-    builder_type = ollama.ChatBuilder if endpoint == "chat" else ollama.GenerateBuilder
-    builder = builder_type(chat.model)
-    done = await collect(batches, builder.add)
-    return JSONResponse(builder.build(done))
-
-
-async def _load_or_unload(
-    runtime: Runtime, chat: ChatRequest, endpoint: Literal["chat", "generate"]
-) -> JSONResponse:
-    """Nothing to generate: load the model, or unload it when `keep_alive` is 0 (as Ollama)."""
-    keep = None if chat.keep_alive is None else parse_keep_alive(chat.keep_alive)
-    entry = runtime.find(chat.model)
-    if keep == 0:
-        await runtime.unload(entry.name.display)
-        return JSONResponse(ollama.load_response(chat.model, endpoint, "unload"))
-    loaded = await runtime.model(chat.model)
-    runtime.keep(loaded, chat.keep_alive)
-    return JSONResponse(ollama.load_response(chat.model, endpoint, "load"))
-
 
 # --- embeddings ------------------------------------------------------------------------------
 
 
-@router.post("/api/embed")
 async def embed(request: Request) -> JSONResponse:
     embed_request, dimensions = ollama.decode_embed(await read_json(request))
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     started = time.perf_counter()
     await runtime.model(embed_request.model)
     load = time.perf_counter() - started
@@ -95,10 +44,9 @@ async def embed(request: Request) -> JSONResponse:
     return JSONResponse(ollama.embed_response(embed_request.model, vectors, tokens, total, load))
 
 
-@router.post("/api/embeddings")
 async def embeddings(request: Request) -> JSONResponse:
     embed_request = ollama.decode_embeddings(await read_json(request))
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     if not embed_request.inputs:
         await runtime.model(embed_request.model)
         return JSONResponse({"embedding": []})
@@ -109,15 +57,17 @@ async def embeddings(request: Request) -> JSONResponse:
 # --- models ----------------------------------------------------------------------------------
 
 
-@router.get("/api/version")
-async def version() -> JSONResponse:
-    return JSONResponse(ollama.version_response())
+async def version(request: Request) -> JSONResponse:
+    return JSONResponse(ollama_models.version_response())
 
 
-@router.get("/api/tags")
 async def tags(request: Request) -> JSONResponse:
-    entries = await asyncio.to_thread(_runtime(request).store.list)
-    return JSONResponse(ollama.tags_response(entries))
+    entries = await asyncio.to_thread(runtime_of(request).store.list)
+    return JSONResponse(ollama_models.tags_response([summary(e) for e in entries]))
+
+
+def summary(entry: ModelEntry) -> ModelSummary:
+    return ModelSummary(entry.name.display, entry.digest, entry.size, entry.modified, entry.config)
 
 
 def _expires_in(loaded: LoadedModel) -> float | None:
@@ -126,14 +76,14 @@ def _expires_in(loaded: LoadedModel) -> float | None:
     return loaded.expires_at - time.monotonic()
 
 
-@router.get("/api/ps")
 async def ps(request: Request) -> JSONResponse:
-    runtime = _runtime(request)
-    rows = [ollama.running_model(m.entry, _running_facts(m)) for m in list(runtime.models.values())]
+    runtime = runtime_of(request)
+    loaded = list(runtime.models.values())
+    rows = [ollama_models.running_model(summary(m.entry), _running_facts(m)) for m in loaded]
     return JSONResponse({"models": rows, "memory": runtime.memory.status()})
 
 
-def _running_facts(loaded: LoadedModel) -> ollama.RunningFacts:
+def _running_facts(loaded: LoadedModel) -> ollama_models.RunningFacts:
     info, estimate = loaded.engine.info, loaded.plan.estimate
     planned = {
         "weights": estimate.weights,
@@ -151,7 +101,7 @@ def _running_facts(loaded: LoadedModel) -> ollama.RunningFacts:
             "total": reported.total,
         }
     use = loaded.engine.slot_use()
-    return ollama.RunningFacts(
+    return ollama_models.RunningFacts(
         size=actual.get("total") or planned["total"],
         expires_in=_expires_in(loaded),
         context_length=info.n_ctx,
@@ -171,25 +121,24 @@ def _engine_details(parameter_count: int, quantization: str) -> dict[str, str]:
     return {"parameter_size": size, "quantization_level": quantization}
 
 
-@router.post("/api/show")
 async def show(request: Request) -> JSONResponse:
-    name = ollama.model_name(await read_json(request))
-    runtime = _runtime(request)
+    name = ollama_models.model_name(await read_json(request))
+    runtime = runtime_of(request)
     entry = runtime.find(name)
     loaded = await runtime.model(name)
     layers = await asyncio.to_thread(runtime.store.text_layers, entry)
     facts = _facts(loaded, layers)
     facts.modelfile = await asyncio.to_thread(create.show_modelfile, runtime.store, entry)
-    return JSONResponse(ollama.show_response(entry, facts))
+    return JSONResponse(ollama_models.show_response(summary(entry), facts))
 
 
-def _facts(loaded: LoadedModel, layers: dict[str, str]) -> ollama.ModelFacts:
+def _facts(loaded: LoadedModel, layers: dict[str, str]) -> ollama_models.ModelFacts:
     info = loaded.engine.info
     try:
         parameters = json.loads(layers.get(PARAMS_MEDIA_TYPE) or "{}")
     except ValueError:
         parameters = {}
-    return ollama.ModelFacts(
+    return ollama_models.ModelFacts(
         template=loaded.template.source,
         architecture=info.architecture,
         parameter_count=info.parameter_count,
@@ -205,18 +154,16 @@ def _facts(loaded: LoadedModel, layers: dict[str, str]) -> ollama.ModelFacts:
     )
 
 
-@router.post("/api/copy")
 async def copy(request: Request) -> Response:
-    source, destination = ollama.decode_copy(await read_json(request))
-    store = _runtime(request).store
+    source, destination = ollama_models.decode_copy(await read_json(request))
+    store = runtime_of(request).store
     await asyncio.to_thread(store.copy, source, destination)
     return Response(status_code=200)
 
 
-@router.delete("/api/delete")
 async def delete(request: Request) -> Response:
-    name = ollama.model_name(await read_json(request))
-    runtime = _runtime(request)
+    name = ollama_models.model_name(await read_json(request))
+    runtime = runtime_of(request)
     await runtime.unload(parse_name(name).display)
     await asyncio.to_thread(runtime.store.delete, name)
     return Response(status_code=200)

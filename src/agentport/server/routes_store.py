@@ -13,29 +13,28 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
-from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.requests import Request
 
-from agentport.api import ollama
-from agentport.errors import AgentportError, InvalidRequestError
+from agentport.api import ollama_models
+from agentport.errors import AgentportError
 from agentport.server.body import read_json
+from agentport.server.state import runtime_of, settings_of
 from agentport.store.pull import pull
 
-router = APIRouter()
 log = logging.getLogger("agentport.server")
 
 Event = dict[str, Any]
 
 
-@router.post("/api/pull")
 async def pull_model(request: Request) -> Response:
-    name, insecure, stream = decode_pull(await read_json(request))
-    store = request.app.state.runtime.store
-    events = pull(store, request.app.state.settings, name, insecure=insecure)
+    wanted = ollama_models.decode_registry_request(await read_json(request))
+    store = runtime_of(request).store
+    events = pull(store, settings_of(request), wanted.name, insecure=wanted.insecure)
     head = await _head(events)
-    if stream:
+    if wanted.stream:
         return StreamingResponse(_ndjson(head, events), media_type="application/x-ndjson")
     last = head[-1] if head else {}
     async for event in events:
@@ -43,23 +42,9 @@ async def pull_model(request: Request) -> Response:
     return JSONResponse(last)
 
 
-@router.post("/api/push")
-async def push_model() -> JSONResponse:
+async def push_model(request: Request) -> JSONResponse:
+    ollama_models.decode_registry_request(await read_json(request))
     return JSONResponse({"error": "push is not supported yet"}, status_code=501)
-
-
-def decode_pull(body: object) -> tuple[str, bool, bool]:
-    """(name, insecure, stream) of a pull request body: `model` (or the older `name`),
-    `insecure` (default false) and `stream` (default true)."""
-    name = ollama.model_name(body)  # raises unless body is an object with a name
-    options = cast(dict[str, Any], body)
-    flags = []
-    for key, default in (("insecure", False), ("stream", True)):
-        value = options.get(key)
-        if value is not None and not isinstance(value, bool):
-            raise InvalidRequestError(f"{key} must be true or false", key)
-        flags.append(default if value is None else value)
-    return name, flags[0], flags[1]
 
 
 async def _head(events: AsyncIterator[Event]) -> list[Event]:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi.responses import StreamingResponse
 
+from agentport.api.common import Framing
 from agentport.core import (
     Done,
     ErrorEvent,
@@ -31,18 +32,20 @@ async def _encoded(
             yield chunk
 
 
-def sse_response(
-    batches: AsyncIterator[list[StreamEvent]], encode: Callable[[list[StreamEvent]], str]
+MEDIA_TYPES = {"sse": "text/event-stream", "ndjson": "application/x-ndjson"}
+
+
+def stream_response(
+    batches: AsyncIterator[list[StreamEvent]],
+    encode: Callable[[list[StreamEvent]], str],
+    framing: Framing,
 ) -> StreamingResponse:
+    """The encoded stream, framed as SSE (with headers that keep proxies from buffering it) or
+    NDJSON."""
+    headers = SSE_HEADERS if framing == "sse" else None
     return StreamingResponse(
-        _encoded(batches, encode), media_type="text/event-stream", headers=SSE_HEADERS
+        _encoded(batches, encode), media_type=MEDIA_TYPES[framing], headers=headers
     )
-
-
-def ndjson_response(
-    batches: AsyncIterator[list[StreamEvent]], encode: Callable[[list[StreamEvent]], str]
-) -> StreamingResponse:
-    return StreamingResponse(_encoded(batches, encode), media_type="application/x-ndjson")
 
 
 async def collect(
