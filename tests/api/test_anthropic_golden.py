@@ -72,7 +72,7 @@ def test_text_stream():
     delta = seq[-2][1]
     assert delta["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
     assert delta["usage"] == {
-        "input_tokens": 10,
+        "input_tokens": 6,  # the 10 prompt tokens less the 4 read from cache
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 4,
         "output_tokens": 3,

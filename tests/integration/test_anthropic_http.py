@@ -133,7 +133,9 @@ def test_count_tokens_matches_input_tokens(api):
     counted = api.post("/v1/messages/count_tokens?beta=true", json=body, headers=HEADERS)
     assert counted.status_code == 200
     message = api.post("/v1/messages", json=body | {"max_tokens": 4}, headers=HEADERS).json()
-    assert counted.json()["input_tokens"] == message["usage"]["input_tokens"]
+    usage = message["usage"]  # input_tokens counts only what was not read from cache
+    prompt = usage["input_tokens"] + usage["cache_read_input_tokens"]
+    assert counted.json()["input_tokens"] == prompt + usage["cache_creation_input_tokens"]
 
 
 def test_prompt_too_long_wording(api):

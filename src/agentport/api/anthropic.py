@@ -278,8 +278,10 @@ def error_body(error: AgentportError) -> tuple[int, dict[str, Any]]:
 
 
 def usage_dict(usage: Usage) -> dict[str, Any]:
+    """Anthropic's usage: `input_tokens` counts only the prompt tokens not read from cache, so
+    input + cache read + cache creation is the whole prompt (clients sum them)."""
     return {
-        "input_tokens": usage.input_tokens,
+        "input_tokens": usage.input_tokens - usage.cached_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": usage.cached_tokens,
         "output_tokens": usage.output_tokens,
