@@ -16,6 +16,7 @@ calls the backend, with `raise X(...) from exc`.
     ├── RateLimitedError                rate_limit           429
     ├── OverloadedError                 overloaded           529 / 503 (queue full; has retry_after)
     ├── CancelledError                  cancelled            499 (the client went away)
+    ├── UpstreamError                   upstream             502 (a registry could not be reached)
     ├── InternalError                   internal             500
     │   ├── EngineError                 internal             500 (the engine failed)
     │   └── ModelLoadError              internal             500 (the weights could not be loaded)
@@ -96,6 +97,10 @@ class OverloadedError(AgentportError):
 
 class CancelledError(AgentportError):
     kind = "cancelled"
+
+
+class UpstreamError(AgentportError):
+    kind = "upstream"
 
 
 class InternalError(AgentportError):

@@ -26,7 +26,7 @@ import pytest
 
 import live_server as servers
 from agentport.config import Settings
-from agentport.errors import InternalError, RequestTooLargeError
+from agentport.errors import RequestTooLargeError, UpstreamError
 from agentport.store.models import ModelStore
 from agentport.store.names import parse_name
 from agentport.store.pull import pull
@@ -238,7 +238,7 @@ def test_unreachable_registry_is_a_clear_error(pull_server):
     closed_port = servers.free_port()
     settings = Settings(registry=f"http://127.0.0.1:{closed_port}")
     store = ModelStore(pull_server.home / "unused")
-    with pytest.raises(InternalError, match="cannot reach the registry at http://127.0.0.1:"):
+    with pytest.raises(UpstreamError, match="cannot reach the registry at http://127.0.0.1:"):
         asyncio.run(drain(pull(store, settings, "x:y")))
 
 

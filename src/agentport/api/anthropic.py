@@ -262,6 +262,7 @@ ERROR_TYPES = {
     "rate_limit": (429, "rate_limit_error"),
     "overloaded": (529, "overloaded_error"),
     "cancelled": (499, "api_error"),
+    "upstream": (502, "api_error"),
     "internal": (500, "api_error"),
 }
 

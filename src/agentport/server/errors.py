@@ -22,6 +22,7 @@ HTTP_STATUS = {
     "rate_limit": 429,
     "overloaded": 503,
     "cancelled": 499,
+    "upstream": 502,
     "internal": 500,
 }
 

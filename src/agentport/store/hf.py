@@ -46,7 +46,7 @@ from huggingface_hub.utils import build_hf_headers, httpx
 
 from agentport import __version__
 from agentport.config import PRIVATE_FILE_MODE, Settings, make_private_dir
-from agentport.errors import InternalError, InvalidRequestError, NotFoundError
+from agentport.errors import InvalidRequestError, NotFoundError, UpstreamError
 from agentport.planner.gguf_meta import format_params, read_shape
 from agentport.store.models import MODEL_MEDIA_TYPE, ModelStore, ensure_free_space, file_sha256
 from agentport.store.names import HF_DEFAULT_QUANT, ModelName
@@ -188,7 +188,7 @@ def _hub_errors(name: ModelName, settings: Settings) -> Iterator[None]:
     except (RevisionNotFoundError, RemoteEntryNotFoundError) as exc:
         raise NotFoundError(f"{repo}: {_first_line(exc)}") from exc
     except (HfHubHTTPError, httpx.HTTPError, OSError, ValueError) as exc:
-        raise InternalError(f"pulling {repo} from {endpoint} failed: {_first_line(exc)}") from exc
+        raise UpstreamError(f"pulling {repo} from {endpoint} failed: {_first_line(exc)}") from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -276,7 +276,7 @@ def fetch_blob(
             partial.unlink()
             transfer.verifying = False
             if attempt == 2:
-                raise InternalError(f"{file.filename}: sha256 mismatch after download, twice")
+                raise UpstreamError(f"{file.filename}: sha256 mismatch after download, twice")
         _place(store, partial, digest)
         return digest
 
@@ -309,7 +309,7 @@ def _download_within_size(
         _download(settings, file, partial, transfer)
     except _Oversized:
         partial.unlink(missing_ok=True)
-        raise InternalError(
+        raise UpstreamError(
             f"{file.filename}: the server sent more than the {transfer.announced} bytes it "
             "announced; the download was deleted"
         ) from None

@@ -35,7 +35,7 @@ import httpx
 
 from agentport import __version__
 from agentport.config import Settings, is_loopback_host, make_private_dir, private_opener
-from agentport.errors import InternalError, InvalidRequestError, NotFoundError
+from agentport.errors import InternalError, InvalidRequestError, NotFoundError, UpstreamError
 from agentport.store.models import (
     MODEL_MEDIA_TYPE,
     TEXT_MEDIA_TYPES,
@@ -207,13 +207,13 @@ async def fetch_manifest(
             status = response.status_code
             raw = await _read_capped(response, MANIFEST_LIMIT) if status == 200 else b""
     except httpx.HTTPError as exc:
-        raise InternalError(f"cannot reach the registry at {base}: {_reason(exc)}") from exc
+        raise UpstreamError(f"cannot reach the registry at {base}: {_reason(exc)}") from exc
     if status == 404:
         raise NotFoundError(f"model '{name.display}' not found in the registry")
     if status in (401, 403):
-        raise InternalError(f"the registry refused access to '{name.display}' (HTTP {status})")
+        raise UpstreamError(f"the registry refused access to '{name.display}' (HTTP {status})")
     if status != 200:
-        raise InternalError(f"the registry answered HTTP {status} for '{name.display}'")
+        raise UpstreamError(f"the registry answered HTTP {status} for '{name.display}'")
     return parse_manifest(raw, name, store)
 
 
@@ -422,7 +422,7 @@ async def _download(
                 return
             log.warning("blob %s failed its sha256 check (attempt %d)", blob.short, attempt)
             partial.reset()
-    raise InternalError(
+    raise UpstreamError(
         f"blob {blob.short} failed its sha256 check twice: the registry sends corrupt data"
     )
 
@@ -441,14 +441,14 @@ async def _fetch(
                 async for chunk in response.aiter_bytes():
                     if partial.size + len(chunk) > blob.size:
                         partial.reset()
-                        raise InternalError(
+                        raise UpstreamError(
                             f"the registry sent more than the {blob.size} bytes the manifest "
                             f"announces for blob {blob.short}; the download was deleted"
                         )
                     partial.append(handle, chunk)
                     state.completed = partial.size
     except httpx.HTTPError as exc:
-        raise InternalError(
+        raise UpstreamError(
             f"the download of blob {blob.short} was interrupted at {partial.size} of "
             f"{blob.size} bytes ({_reason(exc)}); pull again to resume"
         ) from exc
@@ -464,13 +464,13 @@ def _check_blob_answer(response: httpx.Response, blob: Blob, partial: Partial) -
         start = _range_start(response.headers.get("content-range", ""))
         if start != partial.size:
             partial.reset()
-            raise InternalError(f"the registry sent the wrong range of blob {blob.short}")
+            raise UpstreamError(f"the registry sent the wrong range of blob {blob.short}")
     elif status == 404:
         raise NotFoundError(f"blob {blob.digest} not found in the registry")
     elif status != 200:
         if status == 416:
             partial.reset()
-        raise InternalError(f"the registry answered HTTP {status} for blob {blob.short}")
+        raise UpstreamError(f"the registry answered HTTP {status} for blob {blob.short}")
 
 
 def _range_start(content_range: str) -> int | None:
