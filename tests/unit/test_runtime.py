@@ -24,7 +24,7 @@ from agentport.core import (
     ToolChoice,
     ToolSpec,
 )
-from agentport.engines.base import EngineInfo, Finished, Prefilled, SlotUse
+from agentport.engines.base import Constraint, EngineInfo, Finished, Prefilled, SlotUse
 from agentport.errors import ModelNotFoundError, OverloadedError, PromptTooLongError
 from agentport.planner.estimate import MemoryEstimate
 from agentport.planner.guard import LoadPlan
@@ -55,14 +55,24 @@ class ScriptedEngine:
     def tokenize(self, text: str) -> list[int]:
         return list(range(len(text.split())))
 
-    def submit(self, tokens, params: SamplingParams, emit, cancel: threading.Event) -> None:
-        args = (tokens, params, emit, cancel)
+    def grammar_compiles(self, grammar: str) -> bool:
+        return True
+
+    def constrain(self, params: SamplingParams) -> Constraint:
+        self.constrained_on = threading.current_thread()
+        return Constraint(None)
+
+    def submit(
+        self, tokens, params: SamplingParams, emit, cancel, constraint=None, deliver=None
+    ) -> None:
+        args = (tokens, params, emit, cancel, deliver)
         threading.Thread(target=self._run, args=args, daemon=True).start()
 
-    def _run(self, tokens, params, emit, cancel) -> None:
+    def _run(self, tokens, params, emit, cancel, deliver) -> None:
         with self._one_at_a_time:
             for item in self._generate(tokens, params, cancel):
                 emit(item)
+                deliver()
 
     def _generate(self, tokens, params: SamplingParams, cancel: threading.Event):
         yield Prefilled(len(tokens), 0, 0.0)
@@ -280,5 +290,43 @@ def test_keep_alive_zero_unloads_after_the_request(tmp_path):
             assert not runtime.models and engine.closed
         finally:
             await runtime.stop()
+
+    asyncio.run(scenario())
+
+
+def test_prepare_renders_tokenizes_and_compiles_off_the_event_loop(tmp_path):
+    engine = ScriptedEngine(["ok"])
+    runtime = make_runtime(tmp_path, engine)
+    asyncio.run(run(runtime, request()))
+    assert engine.constrained_on is not threading.main_thread()
+
+
+def test_the_mailbox_hands_a_step_over_in_one_wake_up():
+    from agentport.runtime.generation import Mailbox
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        wake_ups = []
+        original = loop.call_soon_threadsafe
+
+        def counting(callback, *args):
+            if callback.__module__ == Mailbox.__module__:  # not asyncio.to_thread's own
+                wake_ups.append(args)
+            return original(callback, *args)
+
+        loop.call_soon_threadsafe = counting
+        mailbox, queues = Mailbox(loop), [asyncio.Queue() for _ in range(4)]
+        emits = [mailbox.emitter(q) for q in queues]
+
+        def step():
+            for i, emit in enumerate(emits):
+                emit(f"token {i}")
+            mailbox.deliver()
+            mailbox.deliver()  # nothing filed: no wake-up
+
+        await asyncio.to_thread(step)
+        await asyncio.sleep(0)
+        assert len(wake_ups) == 1
+        assert [q.get_nowait() for q in queues] == [f"token {i}" for i in range(4)]
 
     asyncio.run(scenario())

@@ -68,26 +68,36 @@ class PrefixIndex:
 
     def longest(self, prompt: Sequence[int], among: set[Hashable] | None = None) -> Match | None:
         """The holder with the longest common prefix with `prompt`, among `among` if given."""
-        candidates = set(self._tokens) if among is None else among & set(self._tokens)
-        if not candidates:
+        lengths = self.shared(prompt, among)
+        if not lengths:
             return None
+        holder = max(lengths, key=lengths.__getitem__)
+        return Match(holder, lengths[holder])
+
+    def shared(self, prompt: Sequence[int], among: set[Hashable] | None = None) -> dict:
+        """Each holder's (among `among`, if given) common prefix length with `prompt`, found in
+        one walk of the prompt's blocks."""
+        candidates = set(self._tokens) if among is None else among & set(self._tokens)
+        lengths: dict[Hashable, int] = {}
         blocks = 0
         for key in block_keys(prompt):
-            holding = self._holders.get(key)
-            if not holding or not (holding & candidates):
+            if not candidates:
                 break
-            candidates = holding & candidates
-            blocks += 1
-        best: Match | None = None
-        start = blocks * BLOCK
+            holding = self._holders.get(key, set()) & candidates
+            for holder in candidates - holding:
+                lengths[holder] = self._settle(holder, prompt, blocks * BLOCK)
+            candidates, blocks = holding, blocks + 1
         for holder in candidates:
-            held = self._tokens[holder]
-            if held[:start] != list(prompt[:start]):  # a hash collision: never trust it
-                continue
-            length = _common(held, prompt, start)
-            if best is None or length > best.length:
-                best = Match(holder, length)
-        return best
+            lengths[holder] = self._settle(holder, prompt, blocks * BLOCK)
+        return lengths
+
+    def _settle(self, holder: Hashable, prompt: Sequence[int], start: int) -> int:
+        """The common prefix of `holder` and `prompt`, whose first `start` tokens' blocks
+        matched by key."""
+        held = self._tokens[holder]
+        if held[:start] != list(prompt[:start]):  # a hash collision: never trust it
+            start = 0
+        return _common(held, prompt, start)
 
 
 def _common(held: Sequence[int], prompt: Sequence[int], start: int) -> int:

@@ -1,9 +1,12 @@
 """The Engine protocol and the values an engine's generation emits.
 
-`submit` queues a generation and returns at once; the engine's own decode thread then calls
-`emit` with, in order: one `Prefilled`, `str` pieces of text (never a split UTF-8 character), and
-one `Finished` — or an AgentportError instead of any of them. Those plain strings are the
-per-token events: nothing else is built per token.
+`constrain` compiles a request's grammar ahead, on the caller's worker thread. `submit` queues a
+generation and returns at once; the engine's own decode thread then calls `emit` with, in order:
+one `Prefilled`, `str` pieces of text (never a split UTF-8 character), and one `Finished` — or
+an AgentportError instead of any of them. Those plain strings are the per-token events: nothing
+else is built per token. `emit` may only file an item: when `deliver` is given, the engine calls
+it once at the end of every decode step (once per distinct `deliver`, however many sequences
+share it), and that hands the step's items on.
 """
 
 from __future__ import annotations
@@ -59,10 +62,28 @@ class Finished:
 Generated = str | Prefilled | Finished
 
 
+@dataclass(slots=True)
+class Constraint:
+    """A request's grammar as compiled by `Engine.constrain`, for one generation. `gate` is the
+    engine's own object; None: no grammar, or one the engine cannot compile (the answer is then
+    unconstrained and the parser decides)."""
+
+    gate: object | None
+
+
 class Engine(Protocol):
     info: EngineInfo
 
     def tokenize(self, text: str) -> list[int]: ...
+
+    def grammar_compiles(self, grammar: str) -> bool:
+        """Whether the engine can constrain generation with `grammar` (GBNF)."""
+        ...
+
+    def constrain(self, params: SamplingParams) -> Constraint:
+        """`params`' grammar compiled for one generation; blocking, so called on a worker
+        thread, never on the event loop or the decode thread."""
+        ...
 
     def submit(
         self,
@@ -70,8 +91,12 @@ class Engine(Protocol):
         params: SamplingParams,
         emit: Callable[[object], None],
         cancel: threading.Event,
+        constraint: Constraint | None = None,
+        deliver: Callable[[], None] | None = None,
     ) -> None:
-        """Queue a generation; once `cancel` is set it ends within one decode step."""
+        """Queue a generation; once `cancel` is set it ends within one decode step. Without a
+        `constraint` (from `constrain(params)`), `params`' grammar is compiled here, on the
+        calling thread."""
         ...
 
     def slot_use(self) -> SlotUse: ...

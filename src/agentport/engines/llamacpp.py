@@ -1,9 +1,10 @@
 """llama.cpp through llama-cpp-python: loading, tokenization, sampling, embeddings.
 
 The model and one context are created through llama-cpp-python's thin wrappers over the C API;
-generation then runs in `BatchLoop` (engines/llamacpp_batch.py), which serves `parallel`
+generation then runs in `BatchLoop` (engines/llamacpp_scheduling.py), which serves `parallel`
 sequences of `n_ctx` tokens each from that one context with continuous batching. Sampling is
-llama.cpp's own sampler chain; grammars go through `GrammarGate`.
+llama.cpp's own sampler chain; grammars go through `GrammarGate`, compiled by `constrain` on the
+caller's worker thread.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from agentport.cache.disk import DiskTier
 from agentport.core import SamplingParams
-from agentport.engines.base import EngineInfo, SlotUse
-from agentport.engines.llamacpp_batch import BatchLoop, Emit, Job
-from agentport.engines.llamacpp_grammar import GrammarGate
+from agentport.engines.base import Constraint, EngineInfo, SlotUse
+from agentport.engines.llamacpp_grammar import GrammarGate, VocabTables, grammar_compiles
 from agentport.engines.llamacpp_memory import ReportedMemory, capture_reported_memory
+from agentport.engines.llamacpp_scheduling import BatchLoop, Emit, Job
 from agentport.errors import InvalidRequestError, ModelLoadError
 from agentport.planner.gguf_meta import ModelShape, read_shape
 
@@ -68,6 +70,7 @@ class LlamaCppEngine:
         self._path, self._options, self._threads = path, options, threads
         self._n_ctx_train = shape.n_ctx_train
         self._embedder = None
+        self._tables: dict = {}  # the vocabulary's tables for grammars, built on first use
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self.info = self._describe(shape, options, threads)
         self._loop = BatchLoop(
@@ -181,23 +184,41 @@ class LlamaCppEngine:
     # --- generation --------------------------------------------------------------------------
 
     def submit(
-        self, tokens: list[int], params: SamplingParams, emit: Emit, cancel: threading.Event
+        self,
+        tokens: list[int],
+        params: SamplingParams,
+        emit: Emit,
+        cancel: threading.Event,
+        constraint: Constraint | None = None,
+        deliver: Callable[[], None] | None = None,
     ) -> None:
-        """Queue a generation; `emit` is called from the decode thread with each item."""
-        self._loop.submit(Job(tokens, params, emit, cancel))
+        """Queue a generation; `emit` is called from the decode thread with each item, and
+        `deliver` once at the end of each step."""
+        gate = (constraint or self.constrain(params)).gate
+        self._loop.submit(Job(tokens, params, emit, cancel, gate, deliver))
 
     def slot_use(self) -> SlotUse:
         return SlotUse(self._loop.busy_slots, self._loop.waiting)
 
+    def grammar_compiles(self, grammar: str) -> bool:
+        return grammar_compiles(grammar)
+
+    def constrain(self, params: SamplingParams) -> Constraint:
+        return Constraint(self.gate(params))
+
     def gate(self, params: SamplingParams) -> GrammarGate | None:
         """The grammar gate for `params`; None without a grammar or where llama.cpp cannot
-        compile it (the answer is then unconstrained and the parser decides)."""
+        compile it (the answer is then unconstrained and the parser decides). Blocking: on a
+        worker thread."""
+        if not params.grammar:
+            return None
 
         def single_token(text: str) -> int | None:
             tokens = self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
             return tokens[0] if len(tokens) == 1 else None
 
-        return GrammarGate.create(self.lib, self.ctx, self.vocab, params, single_token)
+        tables = VocabTables.shared(self.lib, self.vocab, self._tables)
+        return GrammarGate.create(self.lib, self.ctx, self.vocab, tables, params, single_token)
 
     # --- sampling ----------------------------------------------------------------------------
 

@@ -18,6 +18,11 @@ budget runs out, leaving a call that no parser reads. So over the budget's last 
 takes the longest of those that head best for a close (a quote inside a JSON string, the end tag
 of a raw text value, closing brackets rather than a comma between values), else the likeliest;
 and a forced grammar that is complete ends the answer there rather than begin another call.
+
+A gate is compiled when its request is prepared, on a worker thread, never on the decode thread.
+What steering needs of the vocabulary (every token's text, first byte, length and closing score)
+is read once per loaded model (`VocabTables`) and shared by every gate; per token a gate writes
+only into arrays it allocated when it was made.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -43,12 +49,59 @@ CLOSING |= {ord("{"): -3, ord("["): -3}
 TEXT_END = b"\n</parameter>"  # ends a raw text value (Qwen3-Coder's, the one such format)
 
 
+class VocabTables:
+    """What steering reads of one model's vocabulary, built once (on the first grammar request's
+    worker thread) and shared by all its gates."""
+
+    def __init__(self, lib, vocab) -> None:
+        n_vocab = lib.llama_vocab_n_tokens(vocab)
+        buffer = ctypes.create_string_buffer(256)
+        self.pieces: list[bytes] = []  # every token's text
+        for token in range(n_vocab):
+            size = lib.llama_token_to_piece(vocab, token, buffer, 256, 0, True)
+            self.pieces.append(buffer.raw[: max(size, 0)])
+        self.ids = np.arange(n_vocab, dtype=np.int32)
+        first = np.array([p[0] if p else 0 for p in self.pieces], dtype=np.uint8)
+        self.lengths = np.array([len(p) for p in self.pieces], dtype=np.int32)
+        self.closing = np.array([_closing(piece) for piece in self.pieces], dtype=np.int32)
+        self.quote_closing = np.where(first == ord('"'), 100 + self.closing, 0).astype(np.int32)
+        # For each rest of the end tag: the tokens that write on towards it.
+        self.towards = {
+            TEXT_END[k:]: np.array(
+                [
+                    bool(p) and (p.startswith(TEXT_END[k:]) or TEXT_END[k:].startswith(p))
+                    for p in self.pieces
+                ]
+            )
+            for k in range(len(TEXT_END))
+        }
+        self.probes = (_token_of(lib, vocab, b"e"), _token_of(lib, vocab, b"\n"))
+
+    @classmethod
+    def shared(cls, lib, vocab, holder: dict) -> VocabTables:
+        """The tables kept in `holder` (one per model), built there on first use."""
+        with _TABLES_LOCK:
+            if "tables" not in holder:
+                holder["tables"] = cls(lib, vocab)
+            return holder["tables"]
+
+
+_TABLES_LOCK = threading.Lock()
+
+
+def _token_of(lib, vocab, text: bytes) -> int:
+    tokens = (lib.llama_token * 4)()
+    n = lib.llama_tokenize(vocab, text, len(text), tokens, 4, False, False)
+    return tokens[0] if n == 1 else -1
+
+
 class GrammarGate:
     def __init__(
         self,
         lib,
         ctx,
         vocab,
+        tables: VocabTables,
         grammar: str,
         tokens: list[int] | None = None,
         patterns: list[str] | None = None,
@@ -56,32 +109,39 @@ class GrammarGate:
     ) -> None:
         """A gate for `grammar`; lazy when it has trigger `tokens` or `patterns`; steering to an
         end within `budget` tokens. `sampler` is None where llama.cpp cannot compile it."""
-        self._lib, self._ctx, self._vocab = lib, ctx, vocab
+        self._lib, self._ctx, self._vocab, self._tables = lib, ctx, vocab, tables
         self._grammar = grammar.encode()
         self._tokens, self._patterns = list(tokens or []), list(patterns or [])
         self._lazy = bool(self._tokens or self._patterns)
         self.sampler = self._new_sampler()
-        self._n_vocab = lib.llama_vocab_n_tokens(vocab)
+        self._n_vocab = n_vocab = len(tables.pieces)
         self._one = (lib.llama_token_data * 1)()
         self._one_array = lib.llama_token_data_array(self._one, 1, -1, False)
-        self._all = (lib.llama_token_data * self._n_vocab)()
-        self._all_array = lib.llama_token_data_array(self._all, self._n_vocab, -1, False)
+        self._all = (lib.llama_token_data * n_vocab)()
+        self._all_array = lib.llama_token_data_array(self._all, n_vocab, -1, False)
         self._view = np.ctypeslib.as_array(self._all)
-        self._ids = np.arange(self._n_vocab, dtype=np.int32)
+        self._logits = self._view["logit"]  # a view: written by _apply_all
+        self._float = np.empty(n_vocab, dtype=np.float32)  # scratch, reused every token
+        self._int = np.empty(n_vocab, dtype=np.int32)
+        self._allowed = np.empty(n_vocab, dtype=bool)
+        self._best = np.empty(n_vocab, dtype=bool)
         self._recent = [0] * REPLAY
         self._seen = 0
         self._started = not self._lazy  # the grammar has applied (a lazy one: seen constraining)
         self._steer_from = None if budget is None else budget - max(min(RESERVE, budget // 2), 1)
-        self._pieces: list[bytes] = []  # every token's text, read when steering starts
-        self._probes = (-1, -1)  # a letter and a newline
-        self._ends: dict[bytes, np.ndarray] = {}  # tokens that write on towards the end tag
         self._tail = b""  # the text steered so far (its last bytes)
         eos = lib.llama_vocab_eos(vocab)
         self._probe = eos if eos >= 0 else lib.llama_vocab_eot(vocab)  # refused while started
 
     @classmethod
     def create(
-        cls, lib, ctx, vocab, params: SamplingParams, single_token: Callable[[str], int | None]
+        cls,
+        lib,
+        ctx,
+        vocab,
+        tables: VocabTables,
+        params: SamplingParams,
+        single_token: Callable[[str], int | None],
     ) -> GrammarGate | None:
         """The gate for `params`, or None: no grammar, one llama.cpp cannot compile (the answer
         is then unconstrained and the parser decides), or a lazy one nothing can start."""
@@ -96,7 +156,7 @@ class GrammarGate:
                 patterns.append(pattern)
         if params.grammar_triggers and not tokens and not patterns:
             return None
-        gate = cls(lib, ctx, vocab, params.grammar, tokens, patterns, params.max_tokens)
+        gate = cls(lib, ctx, vocab, tables, params.grammar, tokens, patterns, params.max_tokens)
         if not gate.sampler:
             log.warning("llama.cpp cannot compile the grammar; generating without it")
             return None
@@ -157,8 +217,8 @@ class GrammarGate:
     def _apply_all(self, logits_at: int) -> None:
         """The logits of `logits_at` in `self._all`, those the grammar refuses at -inf."""
         logits = self._lib.llama_get_logits_ith(self._ctx, logits_at)
-        self._view["id"] = self._ids
-        self._view["logit"] = np.ctypeslib.as_array(logits, shape=(self._n_vocab,))
+        self._view["id"] = self._tables.ids
+        self._logits[:] = np.ctypeslib.as_array(logits, shape=(self._n_vocab,))
         self._view["p"] = 0.0
         array = self._all_array
         array.size, array.selected, array.sorted = self._n_vocab, -1, False
@@ -168,50 +228,34 @@ class GrammarGate:
 
     def _steer(self, logits_at: int) -> int:
         """The likeliest allowed token among those that head best for the call's end."""
-        if not self._pieces:
-            self._read_pieces()
-        letter, newline = self._probes
+        tables = self._tables
+        letter, newline = tables.probes
         in_text = letter >= 0 and self.allows(letter)  # inside a string or a raw text value
         raw = in_text and newline >= 0 and self.allows(newline)
         if raw:  # a raw text value ends with its end tag
-            scores = self._towards(_rest_of(TEXT_END, self._tail))
+            scores = tables.towards[_rest_of(TEXT_END, self._tail)]
         elif in_text:  # a JSON string ends with a quote
-            scores = np.where(self._first == ord('"'), 100 + self._closing, 0)
+            scores = tables.quote_closing
         else:
-            scores = self._closing
+            scores = tables.closing
         self._apply_all(logits_at)
-        logits = self._view["logit"].copy()
-        allowed = np.isfinite(logits)
-        top = scores[allowed].max()
-        best = allowed & (scores == top)
+        allowed, best, work = self._allowed, self._best, self._int
+        np.isfinite(self._logits, out=allowed)
+        if not allowed.any():
+            return int(np.argmax(self._logits))
+        work.fill(np.iinfo(np.int32).min)
+        np.copyto(work, scores, where=allowed, casting="unsafe")
+        top = work.max()
+        np.equal(work, top, out=best)
         if top > 0:  # of the tokens that head for the end, the one that gets furthest
-            best &= self._lengths == self._lengths[best].max()
-        logits[~best] = -np.inf
-        chosen = int(np.argmax(logits))
-        self._tail = (self._tail + self._pieces[chosen])[-len(TEXT_END) :] if raw else b""
+            work.fill(-1)
+            np.copyto(work, tables.lengths, where=best)
+            np.equal(work, work.max(), out=best)
+        self._float.fill(-np.inf)
+        np.copyto(self._float, self._logits, where=best)
+        chosen = int(np.argmax(self._float))
+        self._tail = (self._tail + tables.pieces[chosen])[-len(TEXT_END) :] if raw else b""
         return chosen
-
-    def _towards(self, rest: bytes) -> np.ndarray:
-        if rest not in self._ends:
-            self._ends[rest] = np.array(
-                [bool(p) and (p.startswith(rest) or rest.startswith(p)) for p in self._pieces]
-            )
-        return self._ends[rest]
-
-    def _read_pieces(self) -> None:
-        lib, buffer = self._lib, ctypes.create_string_buffer(256)
-        for token in range(self._n_vocab):
-            size = lib.llama_token_to_piece(self._vocab, token, buffer, 256, 0, True)
-            self._pieces.append(buffer.raw[: max(size, 0)])
-        self._first = np.array([p[0] if p else 0 for p in self._pieces], dtype=np.uint8)
-        self._lengths = np.array([len(p) for p in self._pieces], dtype=np.int32)
-        self._closing = np.array([_closing(piece) for piece in self._pieces], dtype=np.int32)
-        self._probes = (self._token_of(b"e"), self._token_of(b"\n"))
-
-    def _token_of(self, text: bytes) -> int:
-        tokens = (self._lib.llama_token * 4)()
-        n = self._lib.llama_tokenize(self._vocab, text, len(text), tokens, 4, False, False)
-        return tokens[0] if n == 1 else -1
 
     # --- lazy grammars -------------------------------------------------------------------------
 
@@ -245,6 +289,10 @@ class GrammarGate:
             self._lib.llama_sampler_free(self.sampler)
             self.sampler = None
 
+    def __del__(self) -> None:  # a gate prepared for a request that never ran
+        if getattr(self, "sampler", None) is not None:
+            self.free()
+
 
 def _closing(piece: bytes) -> int:
     """How much `piece` heads for the end of a call: its closing characters, each counting
@@ -258,3 +306,15 @@ def _rest_of(target: bytes, written: bytes) -> bytes:
         if written.endswith(target[:k]):
             return target[k:]
     return target
+
+
+def grammar_compiles(grammar: str) -> bool:
+    """Whether llama.cpp compiles `grammar` (GBNF, rule `root`); raises ImportError where
+    llama-cpp-python is not installed."""
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(None, grammar.encode(), b"root")
+    if not sampler:
+        return False
+    llama_cpp.llama_sampler_free(sampler)
+    return True

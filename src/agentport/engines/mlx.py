@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from agentport.core import SamplingParams
-from agentport.engines.base import EngineInfo, Finished, Prefilled, SlotUse
+from agentport.engines.base import Constraint, EngineInfo, Finished, Prefilled, SlotUse
 from agentport.errors import (
     AgentportError,
     EngineError,
@@ -100,14 +100,27 @@ class MlxEngine:
     def tokenize(self, text: str) -> list[int]:
         return self._vocab.tokenize(text)
 
+    def grammar_compiles(self, grammar: str) -> bool:
+        """True: MLX applies no grammar (it refuses a request that needs one and leaves a lazy
+        one out), so no grammar needs relaxing for it."""
+        return True
+
+    def constrain(self, params: SamplingParams) -> Constraint:
+        return Constraint(None)  # the grammar is judged by the worker, in _generate
+
     def submit(
         self,
         tokens: list[int],
         params: SamplingParams,
         emit: Emit,
         cancel: threading.Event,
+        constraint: Constraint | None = None,
+        deliver: Callable[[], None] | None = None,
     ) -> None:
-        """Queue a generation; `emit` is called from the worker thread with each item."""
+        """Queue a generation; `emit` is called from the worker thread with each item. One
+        sequence: each item is its step's, so `deliver` follows every `emit`."""
+        if deliver is not None:
+            emit = _delivering(emit, deliver)
         self._jobs.put(_Job(tokens, params, emit, cancel, time.perf_counter()))
 
     def slot_use(self) -> SlotUse:
@@ -264,6 +277,14 @@ class MlxEngine:
             mask[mx.array(self._vocab.eog)] = float("-inf")
             self._eog_mask = mask
         return self._eog_mask
+
+
+def _delivering(emit: Emit, deliver: Callable[[], None]) -> Emit:
+    def emit_and_deliver(item: object) -> None:
+        emit(item)
+        deliver()
+
+    return emit_and_deliver
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -1,5 +1,9 @@
-"""The scheduler: resolves model names, loads engines, runs generations off the event loop."""
+"""The runtime: resolves model names, loads engines under the memory plan (loader), prepares
+prompts off the event loop (prompts), runs generations and turns engine items into core events
+(generation). Scheduling itself (admission, continuous batching) is the engine's."""
 
-from agentport.runtime.scheduler import LoadedModel, Prepared, Runtime
+from agentport.runtime.loader import LoadedModel
+from agentport.runtime.prompts import Prepared
+from agentport.runtime.runtime import Runtime
 
 __all__ = ["LoadedModel", "Prepared", "Runtime"]

@@ -1,8 +1,9 @@
 """One generation as seen from the event loop: the engine's items in, core events out (stop
 sequences, tool calls, thinking, usage).
 
-The engine's decode thread puts each item on an asyncio queue with one `call_soon_threadsafe`;
-the consumer drains everything queued at once, so the server writes one chunk per wake-up.
+The engine's decode thread files each item in the event loop's `Mailbox` and delivers them all
+with one `call_soon_threadsafe` per decode step (for every sequence at once); the consumer drains
+everything queued at once, so the server writes one chunk per wake-up.
 Errors cross the queue as values and become ErrorEvents on the consumer side.
 """
 
@@ -32,17 +33,41 @@ from agentport.errors import AgentportError
 log = logging.getLogger("agentport.runtime")
 
 
-def emitter(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> Callable[[object], None]:
-    """The engine's `emit`: hands each item from the decode thread to the event loop."""
-    call, put = loop.call_soon_threadsafe, queue.put_nowait
+class Mailbox:
+    """Carries engine items from decode threads to one event loop: each generation's `emit`
+    (from `emitter`) only files its item; the engine calls `deliver` once at the end of each
+    decode step, which hands everything filed to the loop with one `call_soon_threadsafe`."""
 
-    def emit(item: object) -> None:
-        try:  # noqa: SIM105 - per token: cheaper than contextlib.suppress
-            call(put, item)
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()  # several models' decode threads may share the mailbox
+        self._filed: list[tuple[Callable[[object], None], object]] = []
+
+    def emitter(self, queue: asyncio.Queue) -> Callable[[object], None]:
+        """The engine's `emit` for one generation, whose items go onto `queue`."""
+        put, lock, mailbox = queue.put_nowait, self._lock, self
+
+        def emit(item: object) -> None:
+            with lock:
+                mailbox._filed.append((put, item))
+
+        return emit
+
+    def deliver(self) -> None:
+        """Hand what was filed to the event loop, in one wake-up (none when nothing was)."""
+        with self._lock:
+            filed, self._filed = self._filed, []
+        if not filed:
+            return
+        try:  # noqa: SIM105 - once per step: cheaper than contextlib.suppress
+            self.loop.call_soon_threadsafe(_hand_over, filed)
         except RuntimeError:  # the event loop is closed: the server is shutting down
             pass
 
-    return emit
+
+def _hand_over(filed: list[tuple[Callable[[object], None], object]]) -> None:
+    for put, item in filed:
+        put(item)
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""The Runtime: model names -> loaded engines, prompts -> tokens, requests -> event streams.
+"""The Runtime: model names -> loaded engines, requests -> event streams.
 
 Each loaded model runs its own decode thread serving `parallel` sequences at once (the engine's
-continuous batching); requests beyond those wait in the engine, at most `max_queue` of them, and
-the next one is answered "overloaded" at once. Before a load, the memory planner checks the plan
-against the budget, evicting idle models least-recently-used first. Models stay for their
-keep-alive. The engine factory and the memory probe are injected, so this module is testable
-without an engine.
+continuous batching, engines/llamacpp_scheduling.py); requests beyond those wait in the engine,
+at most `max_queue` of them, and the next one is answered "overloaded" at once. Before a load,
+the memory planner checks the plan against the budget, evicting idle models least-recently-used
+first (runtime/loader.py loads). Models stay for their keep-alive. A request's prompt is prepared
+in one worker-thread call (runtime/prompts.py). The engine factory and the memory probe are
+injected, so this module is testable without an engine.
 """
 
 from __future__ import annotations
@@ -15,17 +16,11 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import AsyncIterator
 
-from agentport.chat.call_formats import call_format, calls_grammar, prompt_family
-from agentport.chat.grammar import json_grammar
-from agentport.chat.parsers import family_for, parser_for, starts_in_thinking
-from agentport.chat.render import RenderedPrompt, render
+from agentport.chat.call_formats import call_format, prompt_family
+from agentport.chat.parsers import parser_for, starts_in_thinking
 from agentport.chat.stream_text import StopMatcher
-from agentport.chat.template import ChatTemplate
 from agentport.config import Settings
 from agentport.core import (
     ChatRequest,
@@ -34,100 +29,23 @@ from agentport.core import (
     PromptStart,
     StreamEvent,
 )
-from agentport.engines.base import Engine
-from agentport.errors import InvalidRequestError, OverloadedError, PromptTooLongError
+from agentport.errors import OverloadedError
 from agentport.planner.gguf_meta import read_shape
 from agentport.planner.guard import LoadPlan
-from agentport.planner.plan import Resident, plan_for
+from agentport.planner.plan import plan_for
 from agentport.planner.probes import probe_device
 from agentport.runtime.durations import parse_keep_alive
-from agentport.runtime.generation import Consumer, emitter
+from agentport.runtime.engine_choice import llamacpp_factory
+from agentport.runtime.generation import Consumer, Mailbox
+from agentport.runtime.loader import EngineFactory, LoadedModel, close_model, load_model
 from agentport.runtime.memory_watch import MemoryWatch, Probe
-from agentport.runtime.model_defaults import ModelDefaults, apply_defaults, load_defaults
+from agentport.runtime.prompts import Prepared, prepare_prompt
 from agentport.store.embedded import register_embedded
 from agentport.store.models import ModelEntry, ModelStore
 
 log = logging.getLogger("agentport.runtime")
 
-EngineFactory = Callable[[Path, Settings, LoadPlan], Engine]
-TOOL_CALL_OPEN = "<tool_call>"
 MEMORY_LOOK_SECONDS = 5.0
-
-
-def llamacpp_factory(path: Path, settings: Settings, plan: LoadPlan) -> Engine:
-    from agentport.engines.llamacpp import EngineOptions, LlamaCppEngine
-
-    options = EngineOptions(
-        n_ctx=plan.n_ctx,
-        parallel=plan.parallel,
-        kv_type=plan.kv_type,
-        yarn_factor=plan.yarn_factor,
-        threads=settings.threads,
-        batch_size=settings.batch_size,
-        flash_attention=settings.flash_attention,
-        metadata_cache=settings.metadata_cache,
-        prefix_cache_dir=settings.prefix_cache_dir,
-        prefix_cache_bytes=settings.prefix_cache_disk,
-        prefix_cache_min_tokens=settings.prefix_cache_min_tokens,
-    )
-    return LlamaCppEngine(path, options)
-
-
-@dataclass
-class LoadedModel:
-    name: str
-    entry: ModelEntry
-    engine: Engine
-    template: ChatTemplate
-    family: str
-    executor: ThreadPoolExecutor
-    defaults: ModelDefaults
-    load_seconds: float
-    plan: LoadPlan
-    loaded_at: float = field(default_factory=time.perf_counter)
-    last_used: float = field(default_factory=time.monotonic)
-    active: int = 0  # requests generating or waiting for a sequence
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
-    expires_at: float | None = None  # monotonic deadline; None: never
-    keep_alive: float | None = None
-    closed: bool = False
-
-    @property
-    def busy(self) -> bool:
-        return self.active > 0
-
-    def begin(self) -> None:
-        self.active += 1
-        self.last_used = time.monotonic()
-        self.idle.clear()
-
-    def end(self) -> None:
-        self.active -= 1
-        self.last_used = time.monotonic()
-        if self.active == 0:
-            self.idle.set()
-
-    def resident(self) -> Resident:
-        estimate = self.plan.estimate
-        return Resident(self.name, estimate.weights, estimate.total, self.busy, self.last_used)
-
-
-def fill_in_the_middle(loaded: LoadedModel, prefix: str, suffix: str) -> str:
-    markers = loaded.engine.info.fim_tokens
-    if markers is None:
-        raise InvalidRequestError(f"model '{loaded.name}' does not support suffix", "suffix")
-    pre, suf, mid = markers
-    return f"{pre}{prefix}{suf}{suffix}{mid}"
-
-
-@dataclass
-class Prepared:
-    request: ChatRequest
-    model: LoadedModel
-    prompt: RenderedPrompt
-    tokens: list[int]
-    load_seconds: float = 0.0  # spent loading the model for this request
-    release: Callable[[], object] | None = None  # gives back the place taken in the queue
 
 
 class Runtime:
@@ -146,6 +64,7 @@ class Runtime:
         self.default_keep_alive = parse_keep_alive(settings.keep_alive)
         self._load_lock = asyncio.Lock()
         self._reaper: asyncio.Task | None = None
+        self._mail: Mailbox | None = None
 
     # --- lifetime ----------------------------------------------------------------------------
 
@@ -196,46 +115,9 @@ class Runtime:
             await self.unload(name)
         for note in plan.notes:
             log.warning("%s: %s", key, note)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{key}")
-        started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        try:
-            engine = await loop.run_in_executor(
-                executor, self.engine_factory, entry.model_path, self.settings, plan
-            )
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        info = engine.info
-        defaults = await asyncio.to_thread(load_defaults, self.store, entry)
-        source = defaults.template or info.chat_template
-        template = ChatTemplate(source, info.bos_token, info.eos_token)
-        loaded = LoadedModel(
-            name=key,
-            entry=entry,
-            engine=engine,
-            template=template,
-            family=family_for(template.source, info.metadata, entry.config.get("parser")),
-            executor=executor,
-            defaults=defaults,
-            load_seconds=time.perf_counter() - started,
-            plan=plan,
-            keep_alive=self.default_keep_alive,
-        )
-        loaded.idle.set()
+        loaded = await load_model(key, entry, plan, self.settings, self.store, self.engine_factory)
+        loaded.keep_alive = self.default_keep_alive
         self._touch(loaded)
-        scaling = f" ({info.rope_scaling})" if info.rope_scaling else ""
-        log.info(
-            "loaded %s in %.1fs: %d x %d tokens of context%s, KV %s, %d threads, plan %d MiB",
-            key,
-            loaded.load_seconds,
-            info.parallel,
-            info.n_ctx,
-            scaling,
-            info.kv_type,
-            info.threads,
-            plan.estimate.total >> 20,
-        )
         return loaded
 
     async def unload(self, name: str, wait: bool = True) -> None:
@@ -247,9 +129,7 @@ class Runtime:
         loaded.closed = True
         if wait:
             await loaded.idle.wait()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(loaded.executor, loaded.engine.close)
-        loaded.executor.shutdown(wait=False)
+        await close_model(loaded)
         log.info("unloaded %s", name)
 
     def keep(self, loaded: LoadedModel, keep_alive: str | float | None) -> None:
@@ -277,22 +157,19 @@ class Runtime:
     # --- requests ----------------------------------------------------------------------------
 
     async def prepare(self, request: ChatRequest, check_length: bool = True) -> Prepared:
+        """The request's prompt rendered, tokenized and (with `check_length`, for a request
+        that generates) checked against the context, its grammar compiled and its place in the
+        model's queue taken; all but the model lookup in one worker-thread call."""
         started = time.perf_counter()
         loaded = await self.model(request.model)
         load_seconds = loaded.load_seconds if loaded.loaded_at >= started else 0.0
         if request.keep_alive is not None:
             loaded.keep_alive = parse_keep_alive(request.keep_alive)
-        apply_defaults(request, loaded.defaults)
-        if request.sampling.max_tokens is None and self.settings.default_max_tokens:
-            request.sampling.max_tokens = self.settings.default_max_tokens  # no runaway answer
-        prompt = self._prompt(request, loaded)
-        tokens = await asyncio.to_thread(loaded.engine.tokenize, prompt.text)
-        n_ctx = loaded.engine.info.n_ctx
-        if not tokens:
-            raise InvalidRequestError("the prompt is empty", "prompt")
-        if check_length and len(tokens) >= n_ctx:
-            raise PromptTooLongError(len(tokens), n_ctx)
-        prepared = Prepared(request, loaded, prompt, tokens, load_seconds)
+        default_max = self.settings.default_max_tokens
+        prompt, tokens, constraint = await asyncio.to_thread(
+            prepare_prompt, request, loaded, default_max, check_length
+        )
+        prepared = Prepared(request, loaded, prompt, tokens, constraint, load_seconds)
         if check_length:
             self._take_place(prepared)
         return prepared
@@ -314,37 +191,6 @@ class Runtime:
     def _end(self, loaded: LoadedModel) -> None:
         loaded.end()
         self._touch(loaded)
-
-    def _prompt(self, request: ChatRequest, loaded: LoadedModel) -> RenderedPrompt:
-        sampling = request.sampling
-        family = prompt_family(loaded.family, loaded.template.supports_tools)
-        sampling.grammar_triggers = []
-        if request.output_format is not None:
-            sampling.grammar = json_grammar(request.output_format.schema)
-        else:
-            sampling.grammar, sampling.grammar_triggers = self._forced_call_grammar(request, family)
-        if request.prompt is None:
-            named = sampling.grammar is None
-            return render(request, loaded.template, loaded.name, named, loaded.family)
-        if request.suffix is None:
-            return RenderedPrompt(text=request.prompt)
-        return RenderedPrompt(text=fill_in_the_middle(loaded, request.prompt, request.suffix))
-
-    def _forced_call_grammar(
-        self, request: ChatRequest, family: str
-    ) -> tuple[str | None, list[tuple[str, str]]]:
-        """(grammar, lazy triggers) for the calls the request allows: a forced call (one, so
-        it ends early) is constrained from its first token; with tool_choice auto, calls are
-        constrained from their trigger on."""
-        choice = request.tool_choice
-        if not request.tools or choice.mode == "none" or request.prompt is not None:
-            return None, []
-        lazy = choice.mode == "auto"
-        only = choice.name if choice.mode == "tool" else None
-        grammar = calls_grammar(family, request.tools, only, lazy=lazy, parallel=lazy)
-        if grammar is None or not lazy:
-            return grammar, []
-        return grammar, call_format(family).triggers()
 
     async def embed(self, request: EmbedRequest) -> tuple[list[list[float]], int]:
         """(vectors, input tokens), on the model's worker thread after any running request."""
@@ -384,15 +230,30 @@ class Runtime:
         consumer = self._consumer(prepared)
         consumer.timings.load = prepared.load_seconds
         queue: asyncio.Queue = asyncio.Queue()
-        emit = emitter(asyncio.get_running_loop(), queue)
+        mailbox = self._mailbox()
         try:
-            loaded.engine.submit(prepared.tokens, prepared.request.sampling, emit, consumer.cancel)
+            loaded.engine.submit(
+                prepared.tokens,
+                prepared.request.sampling,
+                mailbox.emitter(queue),
+                consumer.cancel,
+                constraint=prepared.constraint,
+                deliver=mailbox.deliver,
+            )
             async for batch in consumer.run(queue):
                 yield batch
         finally:
             consumer.cancel.set()
             if prepared.release is not None:
                 prepared.release()
+
+    def _mailbox(self) -> Mailbox:
+        """The running event loop's mailbox (one per loop: the engines deliver to it once per
+        step)."""
+        loop = asyncio.get_running_loop()
+        if self._mail is None or self._mail.loop is not loop:
+            self._mail = Mailbox(loop)
+        return self._mail
 
     def _consumer(self, prepared: Prepared) -> Consumer:
         request = prepared.request
