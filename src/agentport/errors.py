@@ -7,7 +7,8 @@ calls the backend, with `raise X(...) from exc`.
     AgentportError                      kind
     ├── InvalidRequestError             invalid_request      400
     │   ├── PromptTooLongError          invalid_request      400 "prompt is too long: ..."
-    │   └── UnsupportedContentError     invalid_request      400 (an image, text-only model)
+    │   ├── UnsupportedContentError     invalid_request      400 (an image, text-only model)
+    │   └── SchemaTooComplexError       invalid_request      400 (a schema expands past a bound)
     ├── AuthenticationError             authentication       401
     ├── PermissionDeniedError           permission           403 (foreign Host or Origin)
     ├── NotFoundError                   not_found            404
@@ -56,6 +57,15 @@ class PromptTooLongError(InvalidRequestError):
 
 class UnsupportedContentError(InvalidRequestError):
     pass
+
+
+class SchemaTooComplexError(InvalidRequestError):
+    """A tool's input_schema or a response schema expands past one of the bounds of
+    `chat/json_schema.py` or `chat/grammar.py`; the message names the bound."""
+
+    def __init__(self, what: str, bound: str) -> None:
+        super().__init__(f"{what} is too complex: {bound}")
+        self.bound = bound
 
 
 class AuthenticationError(AgentportError):

@@ -258,3 +258,14 @@ def _rest_of(target: bytes, written: bytes) -> bytes:
         if written.endswith(target[:k]):
             return target[k:]
     return target
+
+
+def grammar_compiles(grammar: str) -> bool:
+    """Whether llama.cpp accepts `grammar`; ImportError where llama-cpp-python is missing."""
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(None, grammar.encode(), b"root")
+    if not sampler:
+        return False
+    llama_cpp.llama_sampler_free(sampler)
+    return True

@@ -20,12 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentport.chat.call_formats import call_format, calls_grammar, prompt_family
+from agentport.chat.families import call_format, family_for, parser_for, starts_in_thinking
 from agentport.chat.grammar import json_grammar
-from agentport.chat.parsers import family_for, parser_for, starts_in_thinking
 from agentport.chat.render import RenderedPrompt, render
 from agentport.chat.stream_text import StopMatcher
 from agentport.chat.template import ChatTemplate
+from agentport.chat.tool_calls import calls_grammar, prompt_family
 from agentport.config import Settings
 from agentport.core import (
     ChatRequest,
@@ -35,6 +35,7 @@ from agentport.core import (
     StreamEvent,
 )
 from agentport.engines.base import Engine
+from agentport.engines.llamacpp_grammar import grammar_compiles
 from agentport.errors import InvalidRequestError, OverloadedError, PromptTooLongError
 from agentport.planner.gguf_meta import read_shape
 from agentport.planner.guard import AGENT_FLOOR, LoadPlan, LoadRequest, plan_load
@@ -328,7 +329,7 @@ class Runtime:
         family = prompt_family(loaded.family, loaded.template.supports_tools)
         sampling.grammar_triggers = []
         if request.output_format is not None:
-            sampling.grammar = json_grammar(request.output_format.schema)
+            sampling.grammar = json_grammar(request.output_format.schema, grammar_compiles)
         else:
             sampling.grammar, sampling.grammar_triggers = self._forced_call_grammar(request, family)
         if request.prompt is None:
@@ -349,7 +350,9 @@ class Runtime:
             return None, []
         lazy = choice.mode == "auto"
         only = choice.name if choice.mode == "tool" else None
-        grammar = calls_grammar(family, request.tools, only, lazy=lazy, parallel=lazy)
+        grammar = calls_grammar(
+            family, request.tools, only, lazy=lazy, parallel=lazy, compiles=grammar_compiles
+        )
         if grammar is None or not lazy:
             return grammar, []
         return grammar, call_format(family).triggers()

@@ -24,7 +24,7 @@ from pydantic import Field
 from starlette.requests import ClientDisconnect
 
 from agentport.api.common import Lenient, validate
-from agentport.chat.parsers import FAMILIES
+from agentport.chat.families import FAMILIES
 from agentport.errors import AgentportError, CancelledError, InvalidRequestError
 from agentport.runtime import Runtime
 from agentport.server.body import read_json
