@@ -8,7 +8,9 @@ calls the backend, with `raise X(...) from exc`.
     ├── InvalidRequestError             invalid_request      400
     │   ├── PromptTooLongError          invalid_request      400 "prompt is too long: ..."
     │   ├── UnsupportedContentError     invalid_request      400 (an image, text-only model)
-    │   └── SchemaTooComplexError       invalid_request      400 (a schema expands past a bound)
+    │   ├── SchemaTooComplexError       invalid_request      400 (a schema expands past a bound)
+    │   └── TemplateLimitError          invalid_request      400 (the model's chat template ran
+    │                                                             past a time / size / depth bound)
     ├── AuthenticationError             authentication       401
     ├── PermissionDeniedError           permission           403 (foreign Host or Origin)
     ├── NotFoundError                   not_found            404
@@ -65,6 +67,18 @@ class SchemaTooComplexError(InvalidRequestError):
 
     def __init__(self, what: str, bound: str) -> None:
         super().__init__(f"{what} is too complex: {bound}")
+        self.bound = bound
+
+
+class TemplateLimitError(InvalidRequestError):
+    """The model's chat template (the model author's code) ran past a bound while rendering.
+
+    A 400, not a 500: the server is fine and retrying the same conversation cannot help, so a
+    client that retries 5xx answers must not; the message names the model and the bound."""
+
+    def __init__(self, model: str, bound: str) -> None:
+        super().__init__(f"the chat template of model '{model}' failed: it {bound}")
+        self.model = model
         self.bound = bound
 
 

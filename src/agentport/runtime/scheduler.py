@@ -218,7 +218,7 @@ class Runtime:
         info = engine.info
         defaults = await asyncio.to_thread(load_defaults, self.store, entry)
         source = defaults.template or info.chat_template
-        template = ChatTemplate(source, info.bos_token, info.eos_token)
+        template = ChatTemplate(source, info.bos_token, info.eos_token, model=key)
         loaded = LoadedModel(
             name=key,
             entry=entry,
