@@ -7,7 +7,10 @@ calls the backend, with `raise X(...) from exc`.
     AgentportError                      kind
     ├── InvalidRequestError             invalid_request      400
     │   ├── PromptTooLongError          invalid_request      400 "prompt is too long: ..."
-    │   └── UnsupportedContentError     invalid_request      400 (an image, text-only model)
+    │   ├── UnsupportedContentError     invalid_request      400 (an image, text-only model)
+    │   ├── SchemaTooComplexError       invalid_request      400 (a schema expands past a bound)
+    │   └── TemplateLimitError          invalid_request      400 (the model's chat template ran
+    │                                                             past a time / size / depth bound)
     ├── AuthenticationError             authentication       401
     ├── PermissionDeniedError           permission           403 (foreign Host or Origin)
     ├── NotFoundError                   not_found            404
@@ -57,6 +60,27 @@ class PromptTooLongError(InvalidRequestError):
 
 class UnsupportedContentError(InvalidRequestError):
     pass
+
+
+class SchemaTooComplexError(InvalidRequestError):
+    """A tool's input_schema or a response schema expands past one of the bounds of
+    `chat/json_schema.py` or `chat/grammar.py`; the message names the bound."""
+
+    def __init__(self, what: str, bound: str) -> None:
+        super().__init__(f"{what} is too complex: {bound}")
+        self.bound = bound
+
+
+class TemplateLimitError(InvalidRequestError):
+    """The model's chat template (the model author's code) ran past a bound while rendering.
+
+    A 400, not a 500: the server is fine and retrying the same conversation cannot help, so a
+    client that retries 5xx answers must not; the message names the model and the bound."""
+
+    def __init__(self, model: str, bound: str) -> None:
+        super().__init__(f"the chat template of model '{model}' failed: it {bound}")
+        self.model = model
+        self.bound = bound
 
 
 class AuthenticationError(AgentportError):

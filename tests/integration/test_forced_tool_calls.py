@@ -21,10 +21,10 @@ import httpx
 import jsonschema
 import pytest
 
-from agentport.chat.call_formats import call_format, calls_grammar
-from agentport.chat.parsers import parser_for
+from agentport.chat.families import call_format, parser_for
 from agentport.chat.render import render
 from agentport.chat.template import ChatTemplate
+from agentport.chat.tool_calls import calls_grammar
 from agentport.core import (
     ChatRequest,
     Message,
@@ -37,7 +37,7 @@ from agentport.core import (
 )
 from agentport.engines.base import Finished
 from agentport.engines.llamacpp import EngineOptions, LlamaCppEngine
-from agentport.engines.llamacpp_grammar import GrammarGate
+from agentport.engines.llamacpp_grammar import GrammarGate, grammar_compiles
 
 SEEDS = range(20)
 MAX_TOKENS = 200
@@ -402,17 +402,25 @@ def eos(engine) -> int:
 @pytest.mark.parametrize("family", sorted(WRITTEN))
 def test_each_family_grammar_accepts_a_written_call(engine, family):
     fmt = call_format(family)
-    gate = gate_for(engine, calls_grammar(family, FAMILY_TOOLS))
+    gate = gate_for(engine, calls_grammar(family, FAMILY_TOOLS, compiles=grammar_compiles))
     feed(engine, gate, WRITTEN[family])
     assert gate.allows(eos(engine))  # complete
     gate.free()
-    lazy = gate_for(engine, calls_grammar(family, FAMILY_TOOLS, lazy=True), fmt.triggers())
+    lazy = gate_for(
+        engine,
+        calls_grammar(family, FAMILY_TOOLS, lazy=True, compiles=grammar_compiles),
+        fmt.triggers(),
+    )
     feed(engine, lazy, "I will read it." if fmt.anywhere else "")
     assert not lazy.constraining
     feed(engine, lazy, fmt.forced_prefix + WRITTEN[family])
     assert lazy.allows(eos(engine))
     lazy.free()
-    bare = gate_for(engine, calls_grammar(family, FAMILY_TOOLS, lazy=True), fmt.triggers())
+    bare = gate_for(
+        engine,
+        calls_grammar(family, FAMILY_TOOLS, lazy=True, compiles=grammar_compiles),
+        fmt.triggers(),
+    )
     feed(engine, bare, WRITTEN["generic"][:7])  # `{"name"`: every parser reads a bare call
     assert bare.constraining
     feed(engine, bare, WRITTEN["generic" if family != "llama3" else "llama3"][7:])
@@ -460,7 +468,7 @@ def test_the_model_writes_valid_calls_under_every_family_grammar(engine, family)
     )
     prompt = render(request, ChatTemplate(engine.info.chat_template), "m", name_in_prefix=False)
     text = prompt.text[: len(prompt.text) - len(prompt.forced_prefix)] + fmt.forced_prefix
-    grammar = calls_grammar(family, FAMILY_TOOLS)
+    grammar = calls_grammar(family, FAMILY_TOOLS, compiles=grammar_compiles)
     for seed in range(3):
         params = SamplingParams(temperature=1.0, seed=seed, max_tokens=400, grammar=grammar)
         output, finished = generate(engine, engine.tokenize(text), params)
@@ -473,7 +481,11 @@ def test_the_model_writes_valid_calls_under_every_family_grammar(engine, family)
 
 def test_a_lazy_grammar_sleeps_until_its_trigger(engine):
     fmt = call_format("hermes")
-    gate = gate_for(engine, calls_grammar("hermes", FAMILY_TOOLS, lazy=True), fmt.triggers())
+    gate = gate_for(
+        engine,
+        calls_grammar("hermes", FAMILY_TOOLS, lazy=True, compiles=grammar_compiles),
+        fmt.triggers(),
+    )
     hello = engine.tokenize("Hello")[int(engine._add_bos) :][0]
     feed(engine, gate, "Sure. " * 200)  # past a fresh start of the trigger search
     assert not gate.constraining and gate.allows(hello)
@@ -486,7 +498,11 @@ def test_a_lazy_grammar_sleeps_until_its_trigger(engine):
 
 def test_a_trigger_at_the_start_only_expires(engine):
     fmt = call_format("generic")
-    gate = gate_for(engine, calls_grammar("generic", FAMILY_TOOLS, lazy=True), fmt.triggers())
+    gate = gate_for(
+        engine,
+        calls_grammar("generic", FAMILY_TOOLS, lazy=True, compiles=grammar_compiles),
+        fmt.triggers(),
+    )
     feed(engine, gate, "Sure. " * 200)
     assert gate.sampler is None  # nothing left to wait for: every token goes through
     gate.free()
@@ -520,7 +536,9 @@ def test_a_call_near_the_end_of_its_budget_is_steered_to_a_close(engine, family)
     )
     prompt = render(request, ChatTemplate(engine.info.chat_template), "m", name_in_prefix=False)
     text = prompt.text[: len(prompt.text) - len(prompt.forced_prefix)] + fmt.forced_prefix
-    grammar = calls_grammar(family, tools, only=request.tool_choice.name, parallel=False)
+    grammar = calls_grammar(
+        family, tools, only=request.tool_choice.name, parallel=False, compiles=grammar_compiles
+    )
     budget = 60 if family == "hermes" else 120  # XML tags take many of this model's tokens
     for seed in range(4):
         params = SamplingParams(temperature=1.5, seed=seed, max_tokens=budget, grammar=grammar)
@@ -533,7 +551,11 @@ def test_a_call_near_the_end_of_its_budget_is_steered_to_a_close(engine, family)
 
 def test_a_fenced_bare_call_is_under_the_lazy_grammar(engine):
     fmt = call_format("hermes")
-    gate = gate_for(engine, calls_grammar("hermes", FAMILY_TOOLS, lazy=True), fmt.triggers())
+    gate = gate_for(
+        engine,
+        calls_grammar("hermes", FAMILY_TOOLS, lazy=True, compiles=grammar_compiles),
+        fmt.triggers(),
+    )
     feed(engine, gate, '```json\n{"name"')
     assert gate.constraining
     feed(engine, gate, ': "Read", "arguments": {"file_path": "/a.py"}}')

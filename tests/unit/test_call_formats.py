@@ -8,17 +8,12 @@ import re
 
 import pytest
 
-from agentport.chat.call_formats import (
-    FORMATS,
-    PROMPT_FAMILY,
-    call_format,
-    calls_grammar,
-    forced_prefix,
-    prompt_family,
-    text_without,
-)
-from agentport.chat.grammar import compiles
+from agentport.chat.call_format import text_without
+from agentport.chat.families import FAMILIES, PROMPT_FAMILY, call_format
+from agentport.chat.tool_calls import calls_grammar, forced_prefix, prompt_family
 from agentport.core import ChatRequest, Message, TextPart, ToolChoice, ToolSpec
+from agentport.engines.llamacpp_grammar import grammar_compiles as compiles
+from agentport.errors import InvalidRequestError
 
 TOOLS = [
     ToolSpec(
@@ -51,25 +46,25 @@ TOOLS = [
 ]
 
 
-@pytest.mark.parametrize("family", sorted(FORMATS))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 @pytest.mark.parametrize("lazy", [False, True])
 @pytest.mark.parametrize("parallel", [False, True])
 def test_every_family_grammar_compiles(family, lazy, parallel):
-    grammar = calls_grammar(family, TOOLS, lazy=lazy, parallel=parallel)
+    grammar = calls_grammar(family, TOOLS, lazy=lazy, parallel=parallel, compiles=compiles)
     assert grammar is not None and compiles(grammar), grammar
 
 
-@pytest.mark.parametrize("family", sorted(FORMATS))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_a_named_tool_restricts_the_grammar(family):
-    grammar = calls_grammar(family, TOOLS, only="Read")
+    grammar = calls_grammar(family, TOOLS, only="Read", compiles=compiles)
     assert "Read" in grammar and "NoArgs" not in grammar
-    assert calls_grammar(family, TOOLS, only="Nope") is None
+    assert calls_grammar(family, TOOLS, only="Nope", compiles=compiles) is None
 
 
-@pytest.mark.parametrize("family", sorted(FORMATS))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_lazy_grammars_start_with_the_trigger(family):
     fmt = call_format(family)
-    lazy = calls_grammar(family, TOOLS, lazy=True)
+    lazy = calls_grammar(family, TOOLS, lazy=True, compiles=compiles)
     root = lazy.splitlines()[0]
     if fmt.anywhere:
         assert root.startswith(f'root ::= "{fmt.forced_prefix}'.replace("\n", "\\n")), root
@@ -89,7 +84,7 @@ def test_tag_triggers_fire_at_the_end_of_the_tag_only(family):
     assert not matches(pattern, "<tool_call")
 
 
-@pytest.mark.parametrize("family", sorted(FORMATS))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_json_triggers_fire_only_at_the_start(family):
     patterns = [p for _, p in call_format(family).triggers()]
     start = patterns[-1]  # every family: the bare JSON call that all parsers read
@@ -139,7 +134,8 @@ def test_forced_prefixes(family, mode, named, expected):
 def test_families_and_fallbacks():
     assert prompt_family("llama3", native_tools=False) == PROMPT_FAMILY == "hermes"
     assert prompt_family("llama3", native_tools=True) == "llama3"
-    assert call_format("no-such-family").family == "hermes"
+    with pytest.raises(InvalidRequestError):
+        call_format("no-such-family")
     assert call_format("hermes").stops == ("<tool_call>",)
     assert call_format("generic").stops == ()
 
@@ -153,7 +149,7 @@ def test_xml_text_cannot_grow_into_the_closing_tag():
 def test_a_schema_that_defeats_the_converter_is_relaxed_to_any_arguments():
     looping = {"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}, {"type": "string"}]}}}
     tools = [ToolSpec("Loop", "", {**looping, "$ref": "#/$defs/a"}), TOOLS[0]]
-    grammar = calls_grammar("hermes", tools)
+    grammar = calls_grammar("hermes", tools, compiles=compiles)
     assert grammar is not None and compiles(grammar) and "Loop" in grammar
     assert "Read-args-object-file-path-kv" in grammar  # the other tool keeps its schema
 

@@ -13,12 +13,12 @@ from agentport.chat.grammar import (
     Pattern,
     Rules,
     SchemaRules,
-    compiles,
     int_bounds,
     int_range,
     json_grammar,
     literal,
 )
+from agentport.engines.llamacpp_grammar import grammar_compiles as compiles
 
 
 def grammar_of(schema) -> str:
@@ -242,8 +242,8 @@ def test_response_format_grammar_falls_back_to_any_object():
         "$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}, {"type": "string"}]}},
         "$ref": "#/$defs/a",
     }
-    assert compiles(json_grammar(looping))
-    assert compiles(json_grammar(None)) and "object" in json_grammar(None)
+    assert compiles(json_grammar(looping, compiles))
+    assert compiles(json_grammar(None, compiles)) and "object" in json_grammar(None, compiles)
 
 
 def test_literals_escape_quotes_backslashes_and_control_characters():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentport.chat.parsers import family_for, starts_in_thinking
+from agentport.chat.families import family_for, starts_in_thinking
 from agentport.errors import InvalidRequestError
 
 # Excerpts of real chat templates, as they appear in GGUF / tokenizer_config.json files.

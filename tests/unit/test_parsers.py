@@ -9,9 +9,8 @@ import random
 
 import pytest
 
-from agentport.chat.call_formats import call_format
-from agentport.chat.parsers import FAMILIES, parser_for
-from agentport.chat.parsers._json import JsonScanner
+from agentport.chat.families import FAMILIES, call_format, parser_for
+from agentport.chat.json_scanner import JsonScanner
 from agentport.core import (
     TextDelta,
     ThinkingDelta,

@@ -7,13 +7,15 @@ const, arrays (items, prefixItems, minItems / maxItems), anyOf / oneOf / allOf, 
 bounds, date / time / uuid formats, and a subset of `pattern`), free-form objects
 (`additionalProperties`), and local `$ref`s (a recursive one becomes a recursive rule). What it
 cannot honour is relaxed to the nearest wider grammar (an untranslatable pattern: any string; an
-unresolvable `$ref`: any value), never an error; so a generated value can only fail validation
-through a keyword that is relaxed (multipleOf, uniqueItems, ...).
+unresolvable `$ref`: any value); so a generated value can only fail validation through a keyword
+that is relaxed (multipleOf, uniqueItems, ...). A schema that expands past a bound (`$ref`
+visits and depth in `json_schema.py`, rules and characters here) is SchemaTooComplexError.
 
 Whitespace is at most one space after `:` and `,`, strings never hold raw control characters,
 and `\\u` escapes never encode a lone surrogate: each keeps a small model on a short path and
-the output acceptable to every JSON parser. `compiles` asks llama.cpp whether it accepts a
-grammar. The tool-call grammars of each model family are built on this in `call_formats.py`.
+the output acceptable to every JSON parser. Whether the engine accepts a grammar is the caller's
+`compiles` function (the engine side owns its grammar library). The tool-call grammars of each
+model family are built on this in `call_format.py` and `families/`.
 """
 
 from __future__ import annotations
@@ -22,14 +24,19 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
+
+from agentport.chat.json_schema import Expansion, flatten, merge, resolve_pointer, types
+from agentport.errors import SchemaTooComplexError
 
 log = logging.getLogger("agentport.chat")
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 MAX_DIGITS = 16  # integer digits; a bounded range may need fewer
 MAX_REPEAT = 256  # larger bounds on items or characters are treated as unbounded
+MAX_RULES = 20_000  # rules in one grammar
+MAX_GRAMMAR_CHARS = 2_000_000  # characters of rule bodies in one grammar
 SPACE = '" "?'
 # A character of a JSON string: no quote, backslash or control character raw; escapes, but no
 # \u escape of a lone surrogate.
@@ -46,16 +53,17 @@ FORMATS = {
     "uuid": r'[0-9a-f]{8} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{12}',
 }
 FORMATS["date-time"] = f'{FORMATS["date"]} "T" {FORMATS["time"]}'
-TYPES = ("string", "integer", "number", "boolean", "null", "object", "array")
 _RULE_NAME = re.compile(r"[^a-zA-Z0-9-]+")
 
 
 class Rules:
     """The rules of one grammar under construction: unique names, identical bodies shared."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "the schema") -> None:
+        self.what = what
         self.bodies: dict[str, str] = {}
         self._by_body: dict[str, str] = {}
+        self.size = 0
 
     def add(self, name: str, body: str) -> str:
         known = self._by_body.get(body)
@@ -71,10 +79,16 @@ class Rules:
         rule, n = base, 1
         while rule in self.bodies or rule == "root":
             rule, n = f"{base}-{n}", n + 1
+        if len(self.bodies) >= MAX_RULES:
+            raise SchemaTooComplexError(self.what, f"its grammar passes {MAX_RULES} rules")
         self.bodies[rule] = ""
         return rule
 
     def define(self, rule: str, body: str) -> None:
+        self.size += len(body)
+        if self.size > MAX_GRAMMAR_CHARS:
+            bound = f"its grammar passes {MAX_GRAMMAR_CHARS} characters"
+            raise SchemaTooComplexError(self.what, bound)
         self.bodies[rule] = body
         self._by_body.setdefault(body, rule)
 
@@ -114,11 +128,12 @@ def repeat(low: int, high: int | None) -> str:
 
 class SchemaRules:
     """GBNF rules for values valid against the schemas of one document (a tool's input_schema:
-    its `$ref`s resolve against `root`)."""
+    its `$ref`s resolve against `root`), within the bounds of one `Expansion`."""
 
     def __init__(self, rules: Rules, root: Any) -> None:
         self.rules = rules
         self.root = root
+        self.budget = Expansion(rules.what)
         self._refs: dict[str, str] = {}
         self._any: str | None = None
         self._any_object = ""
@@ -129,9 +144,21 @@ class SchemaRules:
         """A rule (or a parenthesised expression) for JSON text valid against `schema`."""
         if not isinstance(schema, dict):
             return self.any_value()
+        self.budget.enter()
+        try:
+            return self._value(schema, name)
+        finally:
+            self.budget.leave()
+
+    def resolve(self, ref: str) -> Any:
+        """The target of a `$ref` in this document, counted against the budget."""
+        self.budget.visit_ref()
+        return resolve_pointer(self.root, ref)
+
+    def _value(self, schema: dict[str, Any], name: str) -> str:
         if isinstance(schema.get("$ref"), str):
             return self._ref(schema["$ref"], name)
-        schema = self._flatten(schema)
+        schema = flatten(self.root, schema, self.budget)
         alternatives = schema.get("anyOf") or schema.get("oneOf")
         if isinstance(alternatives, list) and alternatives:
             base = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
@@ -275,7 +302,7 @@ class SchemaRules:
     def _ref(self, ref: str, name: str) -> str:
         if ref in self._refs:
             return self._refs[ref]
-        target = resolve_pointer(self.root, ref)
+        target = self.resolve(ref)
         if target is None:
             log.info("$ref %r not resolvable; relaxed to any value", ref)
             return self.any_value()
@@ -283,74 +310,6 @@ class SchemaRules:
         self._refs[ref] = rule
         self.rules.define(rule, self.value(target, f"{rule}-def"))
         return rule
-
-    def _flatten(self, schema: dict[str, Any]) -> dict[str, Any]:
-        """`allOf` merged into one schema (its $refs resolved one level)."""
-        parts = schema.get("allOf")
-        if not isinstance(parts, list):
-            return schema
-        merged = {k: v for k, v in schema.items() if k != "allOf"}
-        for part in parts:
-            if isinstance(part, dict) and isinstance(part.get("$ref"), str):
-                part = resolve_pointer(self.root, part["$ref"]) or {}
-            if isinstance(part, dict):
-                merged = merge(merged, self._flatten(part))
-        return merged
-
-
-def types(schema: dict[str, Any]) -> list[str]:
-    """The JSON types a schema allows, "any" for all; `nullable` adds null."""
-    declared = schema.get("type")
-    if isinstance(declared, str):
-        kinds = [declared]
-    elif isinstance(declared, list) and declared:
-        kinds = [t for t in declared if isinstance(t, str)]
-    elif {"properties", "required", "additionalProperties"} & schema.keys():
-        kinds = ["object"]
-    elif {"items", "prefixItems", "minItems", "maxItems"} & schema.keys():
-        kinds = ["array"]
-    elif {"minLength", "maxLength", "pattern", "format"} & schema.keys():
-        kinds = ["string"]
-    elif {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"} & schema.keys():
-        kinds = ["number"]
-    else:
-        kinds = ["any"]
-    kinds = [t if t in TYPES else "any" for t in kinds]
-    if schema.get("nullable") is True and "null" not in kinds:
-        kinds.append("null")
-    if "integer" in kinds and "number" in kinds:
-        kinds.remove("integer")
-    return list(dict.fromkeys(kinds))
-
-
-def merge(base: dict[str, Any], extra: Any) -> dict[str, Any]:
-    """`extra` laid over `base`; properties merged and required lists joined."""
-    if not isinstance(extra, dict):
-        return base
-    out = {**base, **extra}
-    if isinstance(base.get("properties"), dict) and isinstance(extra.get("properties"), dict):
-        out["properties"] = {**base["properties"], **extra["properties"]}
-    if isinstance(base.get("required"), list) and isinstance(extra.get("required"), list):
-        out["required"] = list(dict.fromkeys(base["required"] + extra["required"]))
-    if "type" in base and "type" in extra and "anyOf" not in extra:
-        out["type"] = extra["type"]
-    return out
-
-
-def resolve_pointer(root: Any, ref: str) -> Any:
-    """The target of a local `$ref` ("#/$defs/Item"), or None."""
-    if not ref.startswith("#"):
-        return None
-    node = root
-    for part in ref[1:].split("/")[1:] if ref != "#" else []:
-        part = unquote(part).replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
 
 
 def _int(value: Any, default: int) -> int:
@@ -684,10 +643,11 @@ def _class_body(ranges: Ranges) -> str:
 # --- whole grammars ------------------------------------------------------------------------------
 
 
-def json_grammar(schema: dict[str, Any] | None) -> str:
-    """Any JSON object, or JSON valid against `schema` (relaxed to any object if unsupported)."""
+def json_grammar(schema: dict[str, Any] | None, compiles: Callable[[str], bool]) -> str:
+    """Any JSON object, or JSON valid against `schema` (relaxed to any object if `compiles`
+    refuses it); SchemaTooComplexError past the expansion bounds."""
     if schema:
-        rules = Rules()
+        rules = Rules("the response schema")
         try:
             grammar = rules.grammar(SchemaRules(rules, schema).value(schema, "value"))
             if compiles(grammar):
@@ -696,16 +656,3 @@ def json_grammar(schema: dict[str, Any] | None) -> str:
             log.warning("response schema not convertible to a grammar (%s); relaxing it", exc)
     rules = Rules()
     return rules.grammar(SchemaRules(rules, ANY_OBJECT).value(ANY_OBJECT, "value"))
-
-
-def compiles(grammar: str) -> bool:
-    """Whether llama.cpp accepts `grammar` (True where llama.cpp is not installed)."""
-    try:
-        import llama_cpp
-    except ImportError:
-        return True
-    sampler = llama_cpp.llama_sampler_init_grammar(None, grammar.encode(), b"root")
-    if not sampler:
-        return False
-    llama_cpp.llama_sampler_free(sampler)
-    return True

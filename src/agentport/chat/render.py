@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agentport.chat import call_formats, tools_prompt
-from agentport.chat.parsers import family_for
+from agentport.chat import tool_calls, tools_prompt
+from agentport.chat.families import family_for
 from agentport.chat.template import ChatTemplate, TemplateRaised
 from agentport.core import (
     ChatRequest,
@@ -51,8 +51,8 @@ def render(
     if request.thinking is not None and template.supports_thinking_switch:
         extra["enable_thinking"] = request.thinking
     text = _render_with_fallbacks(template, messages, tools, extra)
-    family = call_formats.prompt_family(family or family_for(template.source), native)
-    prefix = call_formats.forced_prefix(request, family, name_in_prefix)
+    family = tool_calls.prompt_family(family or family_for(template.source), native)
+    prefix = tool_calls.forced_prefix(request, family, name_in_prefix)
     return RenderedPrompt(text=text + prefix, forced_prefix=prefix, native_tools=native)
 
 

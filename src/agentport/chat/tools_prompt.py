@@ -22,7 +22,7 @@ prompt (after the client's own system text, so the prefix stays stable from turn
 Earlier calls in the conversation are rendered the same way inside the assistant's turn, and
 their results as `<tool_response>...</tool_response>` in a user turn. This is the Hermes /
 Qwen 2.5 convention, which most small open models have seen in training; the Hermes parser
-(`chat/parsers/hermes.py`) reads it back.
+(`chat/families/hermes.py`) reads it back.
 """
 
 from __future__ import annotations

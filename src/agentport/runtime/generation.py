@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from agentport.chat.parsers import OutputParser
+from agentport.chat.families import OutputParser
 from agentport.chat.stream_text import StopMatcher
 from agentport.core import (
     Done,

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentport.chat.parsers import family_for
+from agentport.chat.families import family_for
 from agentport.chat.template import ChatTemplate
 from agentport.config import Settings
 from agentport.engines.base import Engine
@@ -84,7 +84,8 @@ async def load_model(
         raise
     info = engine.info
     defaults = await asyncio.to_thread(load_defaults, store, entry)
-    template = ChatTemplate(defaults.template or info.chat_template, info.bos_token, info.eos_token)
+    source = defaults.template or info.chat_template
+    template = ChatTemplate(source, info.bos_token, info.eos_token, model=key)
     loaded = LoadedModel(
         name=key,
         entry=entry,

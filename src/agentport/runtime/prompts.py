@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentport.chat.call_formats import call_format, calls_grammar, prompt_family
+from agentport.chat.families import call_format
 from agentport.chat.grammar import json_grammar
 from agentport.chat.render import RenderedPrompt, render
+from agentport.chat.tool_calls import calls_grammar, prompt_family
 from agentport.core import ChatRequest
 from agentport.engines.base import Constraint
 from agentport.errors import InvalidRequestError, PromptTooLongError
@@ -57,9 +58,10 @@ def render_prompt(request: ChatRequest, loaded: LoadedModel) -> RenderedPrompt:
     family = prompt_family(loaded.family, loaded.template.supports_tools)
     sampling.grammar_triggers = []
     if request.output_format is not None:
-        sampling.grammar = json_grammar(request.output_format.schema)
+        compiles = loaded.engine.grammar_compiles
+        sampling.grammar = json_grammar(request.output_format.schema, compiles)
     else:
-        sampling.grammar, sampling.grammar_triggers = forced_call_grammar(request, family)
+        sampling.grammar, sampling.grammar_triggers = forced_call_grammar(request, family, loaded)
     if request.prompt is None:
         named = sampling.grammar is None
         return render(request, loaded.template, loaded.name, named, loaded.family)
@@ -69,7 +71,7 @@ def render_prompt(request: ChatRequest, loaded: LoadedModel) -> RenderedPrompt:
 
 
 def forced_call_grammar(
-    request: ChatRequest, family: str
+    request: ChatRequest, family: str, loaded: LoadedModel
 ) -> tuple[str | None, list[tuple[str, str]]]:
     """(grammar, lazy triggers) for the calls the request allows: a forced call (one, so
     it ends early) is constrained from its first token; with tool_choice auto, calls are
@@ -79,7 +81,10 @@ def forced_call_grammar(
         return None, []
     lazy = choice.mode == "auto"
     only = choice.name if choice.mode == "tool" else None
-    grammar = calls_grammar(family, request.tools, only, lazy=lazy, parallel=lazy)
+    compiles = loaded.engine.grammar_compiles
+    grammar = calls_grammar(
+        family, request.tools, only, lazy=lazy, parallel=lazy, compiles=compiles
+    )
     if grammar is None or not lazy:
         return grammar, []
     return grammar, call_format(family).triggers()

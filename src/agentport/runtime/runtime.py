@@ -18,9 +18,9 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 
-from agentport.chat.call_formats import call_format, prompt_family
-from agentport.chat.parsers import parser_for, starts_in_thinking
+from agentport.chat.families import call_format, parser_for, starts_in_thinking
 from agentport.chat.stream_text import StopMatcher
+from agentport.chat.tool_calls import prompt_family
 from agentport.config import Settings
 from agentport.core import (
     ChatRequest,

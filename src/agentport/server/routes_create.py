@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.requests import ClientDisconnect, Request
 
 from agentport.api import ollama_models
-from agentport.chat.parsers import FAMILIES
+from agentport.chat.families import FAMILIES
 from agentport.config import Settings
 from agentport.core import CreateRequest
 from agentport.errors import AgentportError, CancelledError, InvalidRequestError

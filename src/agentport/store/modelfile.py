@@ -11,7 +11,7 @@ case-insensitive; `#` starts a comment line):
     SYSTEM "You are terse."             the default system prompt
     MESSAGE user Hello                  example messages (system, user or assistant)
     LICENSE """..."""                   repeatable
-    PARSER qwen3_coder                  the tool-call family (one of `chat/parsers/`)
+    PARSER qwen3_coder                  the tool-call family (one of `chat/families/`)
 
 A value runs to the end of its line, or is quoted as in Ollama: `"..."` or `"""..."""`, either of
 which may span lines; a quoted value ends at the first line end where the text read so far

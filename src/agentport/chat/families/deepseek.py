@@ -14,8 +14,9 @@ prompt, so its output starts inside thinking (the runtime says so with `thinking
 
 from __future__ import annotations
 
-from agentport.chat.parsers._base import Opener, StreamParser
-from agentport.chat.parsers._core import (
+from agentport.chat.call_format import CallFormat, arguments_rule, repeated
+from agentport.chat.grammar import Rules, literal
+from agentport.chat.sections import (
     WHITESPACE,
     ArgumentStream,
     Out,
@@ -23,7 +24,9 @@ from agentport.chat.parsers._core import (
     ToolSet,
     match_at,
 )
+from agentport.chat.stream_parser import Opener, StreamParser
 from agentport.chat.stream_text import find_first, partial_suffix
+from agentport.core import ToolSpec
 
 
 def spellings(marker: str) -> tuple[str, ...]:
@@ -36,6 +39,7 @@ CALL_BEGIN = spellings("<｜tool▁call▁begin｜>")
 CALL_END = spellings("<｜tool▁call▁end｜>")
 SEPARATOR = spellings("<｜tool▁sep｜>")
 MARKERS = (CALLS_BEGIN[0], CALL_BEGIN[0])
+DETECTION_ORDER = 20
 NAME_HINTS = (r"deepseek",)
 FENCE = "```"
 MAX_HEAD = 256
@@ -157,3 +161,27 @@ class Parser(StreamParser):
         for marker in CALLS_END:
             opens[marker] = None
         return opens
+
+
+def calls_body(tools: list[ToolSpec], rules: Rules, parallel: bool) -> str:
+    calls = [
+        rules.add(
+            f"{tool.name}-call",
+            literal(f"<｜tool▁call▁begin｜>function<｜tool▁sep｜>{tool.name}\n```json\n")
+            + f' {arguments_rule(tool, rules)} "\\n```<｜tool▁call▁end｜>"',
+        )
+        for tool in tools
+    ]
+    call = rules.add("call", " | ".join(calls))
+    calls_list = repeated(call, '"\\n"', parallel)
+    return f'{calls_list} "<｜tool▁calls▁end｜>"'
+
+
+CALL_FORMAT = CallFormat(
+    "deepseek",
+    "<｜tool▁calls▁begin｜>",
+    "<｜tool▁calls▁begin｜>",
+    calls_body,
+    lambda name: f"<｜tool▁call▁begin｜>function<｜tool▁sep｜>{name}\n```json\n",
+    stops=("<｜tool▁calls▁begin｜>",),
+)

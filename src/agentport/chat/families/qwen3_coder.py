@@ -20,12 +20,17 @@ from __future__ import annotations
 
 import json
 
-from agentport.chat.parsers._base import CALL_CLOSE, CALL_OPEN, Opener, StreamParser
-from agentport.chat.parsers._calls import JsonCallsSection
-from agentport.chat.parsers._core import WHITESPACE, Out, StateSection, ToolSet, match_at
+from agentport.chat.call_format import CallFormat, repeated, text_without
+from agentport.chat.grammar import Pattern, Rules, SchemaRules, literal
+from agentport.chat.json_calls import JsonCallsSection
+from agentport.chat.json_schema import types
+from agentport.chat.sections import WHITESPACE, Out, StateSection, ToolSet, match_at
+from agentport.chat.stream_parser import CALL_CLOSE, CALL_OPEN, Opener, StreamParser
 from agentport.chat.stream_text import find_first, partial_suffix
+from agentport.core import ToolSpec
 
 MARKERS = ("<function=", "<parameter=")
+DETECTION_ORDER = 10
 NAME_HINTS = (r"qwen3[-_ .]?coder",)
 
 FUNCTION_OPEN, FUNCTION_CLOSE = "<function=", "</function>"
@@ -228,3 +233,74 @@ class Parser(StreamParser):
         opens = super().openers()
         opens[CALL_OPEN] = lambda: XmlCallSection(self.tools, self.out)
         return opens
+
+
+def calls_body(tools: list[ToolSpec], rules: Rules, parallel: bool) -> str:
+    text = rules.add("xml-text", f"({text_without('</parameter>')})*")
+    functions = [_function_rule(tool, rules, text) for tool in tools]
+    function = rules.add("function", " | ".join(functions))
+    block = rules.add("block", f'{function} "</function>\\n</tool_call>"')
+    return repeated(block, '"\\n<tool_call>\\n"', parallel)
+
+
+def _function_rule(tool: ToolSpec, rules: Rules, text: str) -> str:
+    schema = tool.input_schema if isinstance(tool.input_schema, dict) else {}
+    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    required = [r for r in schema.get("required") or [] if isinstance(r, str)]
+    names = list(properties) + [r for r in dict.fromkeys(required) if r not in properties]
+    values = SchemaRules(rules, schema)
+    parameters = []
+    for name in names:
+        value = _xml_value(values, properties.get(name, {}), f"{tool.name}-{name}", text)
+        opening = literal(f"<parameter={name}>\n")
+        parameter = rules.add(
+            f"{tool.name}-{name}-parameter", f'{opening} {value} "\\n</parameter>\\n"'
+        )
+        parameters.append(parameter if name in required else f"{parameter}?")
+    opening = literal(f"<function={tool.name}>\n")
+    return rules.add(f"{tool.name}-function", " ".join([opening, *parameters]))
+
+
+def _xml_value(values: SchemaRules, schema: object, name: str, text: str) -> str:
+    """A parameter value as Qwen3-Coder writes it: strings raw, everything else as JSON."""
+    if not isinstance(schema, dict):
+        return text
+    if isinstance(schema.get("$ref"), str):
+        target = values.resolve(schema["$ref"])
+        schema = target if isinstance(target, dict) and "$ref" not in target else {}
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if isinstance(options, list) and options:
+        rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
+        values.budget.enter()
+        alternatives = [
+            _xml_value(values, {**rest, **o}, f"{name}-{i}", text)
+            for i, o in enumerate(options)
+            if isinstance(o, dict)
+        ]
+        values.budget.leave()
+        return values.rules.add(name, " | ".join(dict.fromkeys(alternatives)))
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        choices = [literal(v if isinstance(v, str) else json.dumps(v)) for v in schema["enum"]]
+        return values.rules.add(name, " | ".join(dict.fromkeys(choices)))
+    kinds = types(schema)
+    alternatives = [_xml_typed(values, schema, kind, f"{name}-{kind}", text) for kind in kinds]
+    return values.rules.add(name, " | ".join(dict.fromkeys(alternatives)))
+
+
+def _xml_typed(values: SchemaRules, schema: dict, kind: str, name: str, text: str) -> str:
+    if kind == "string" and isinstance(schema.get("pattern"), str):
+        body = Pattern(schema["pattern"], raw=True).translate()
+        return values.rules.add(name, body) if body else text
+    if kind in ("string", "any"):
+        return text
+    return values.value({**schema, "type": kind}, name)
+
+
+CALL_FORMAT = CallFormat(
+    "qwen3_coder",
+    "<tool_call>",
+    "<tool_call>\n",
+    calls_body,
+    lambda name: f"<function={name}>\n",
+    stops=("<tool_call>",),
+)

@@ -6,21 +6,26 @@
 
 from __future__ import annotations
 
+import json
 import re
 
-from agentport.chat.parsers._base import THINK_TAGS, Opener, StreamParser
-from agentport.chat.parsers._calls import JsonCallsSection
-from agentport.chat.parsers._core import (
+from agentport.chat.call_format import CallFormat, json_call_rule, repeated
+from agentport.chat.grammar import SPACE, Rules
+from agentport.chat.json_calls import JsonCallsSection
+from agentport.chat.sections import (
     WHITESPACE,
     ArgumentStream,
     Out,
     StateSection,
     ToolSet,
 )
+from agentport.chat.stream_parser import THINK_TAGS, Opener, StreamParser
 from agentport.chat.stream_text import find_first, partial_suffix
+from agentport.core import ToolSpec
 
 TOOL_CALLS, ARGS, CALL_ID = "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"
 MARKERS = (TOOL_CALLS,)
+DETECTION_ORDER = 30
 NAME_HINTS = (r"mistral|mixtral|ministral|devstral|magistral|codestral|pixtral",)
 NAME = re.compile(r"[\w.\-]+")
 MAX_NAME = 256
@@ -112,3 +117,20 @@ class Parser(StreamParser):
         opens = super().openers()
         opens[TOOL_CALLS] = lambda: CallsSection(self.tools, self.out)
         return opens
+
+
+def calls_body(tools: list[ToolSpec], rules: Rules, parallel: bool) -> str:
+    call_id = f'"," {SPACE} "\\"id\\":" {SPACE} "\\"" [a-zA-Z0-9]{{9}} "\\""'
+    call = json_call_rule(tools, rules, "arguments", extra=f" ({call_id})?")
+    separator = f'"," {SPACE}'
+    return f'" "? "[" {repeated(call, separator, parallel)} "]"'
+
+
+CALL_FORMAT = CallFormat(
+    "mistral",
+    TOOL_CALLS,
+    TOOL_CALLS,
+    calls_body,
+    lambda name: ' [{"name": ' + json.dumps(name) + ', "arguments": ',
+    stops=(TOOL_CALLS,),
+)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
-from agentport.chat.parsers._json import JsonScanner
+from agentport.chat.json_scanner import JsonScanner
+from agentport.chat.json_schema import Expansion, resolve, value_types
 from agentport.core import (
     StreamEvent,
     TextDelta,
@@ -86,10 +86,12 @@ class Out:
 
 
 class ToolSet:
-    """The request's tools: which names a call may use, and each parameter's JSON type."""
+    """The request's tools: which names a call may use, and which parameters hold JSON values
+    rather than text (read once, within the schema bounds: SchemaTooComplexError past them)."""
 
     def __init__(self, tools: Sequence[ToolSpec]) -> None:
         self.specs = {tool.name: tool for tool in tools}
+        self.json_parameters = {tool.name: _json_parameters(tool) for tool in tools}
 
     def __bool__(self) -> bool:
         return bool(self.specs)
@@ -106,40 +108,22 @@ class ToolSet:
 
     def is_string(self, tool: str, parameter: str) -> bool:
         """Whether a parameter's value is text, not JSON: unknown parameters are text too."""
-        spec = self.specs.get(tool)
-        root = spec.input_schema if spec and isinstance(spec.input_schema, dict) else {}
-        properties = root.get("properties")
-        schema = properties.get(parameter) if isinstance(properties, dict) else None
-        if isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
-            schema = resolve_pointer(root, schema["$ref"])
-        if not isinstance(schema, dict):
-            return True
-        types = schema_types(schema)
-        return not types or "string" in types
+        return parameter not in self.json_parameters.get(tool, frozenset())
 
 
-def resolve_pointer(root: dict[str, Any], pointer: str) -> object:
-    """The schema a local `$ref` ("#/$defs/Name") points to, or None."""
-    if not pointer.startswith("#"):
-        return None
-    node: object = root
-    for part in filter(None, pointer[1:].split("/")):
-        key = part.replace("~1", "/").replace("~0", "~")
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
-
-
-def schema_types(schema: dict[str, Any]) -> set[str]:
-    declared = schema.get("type")
-    types = {declared} if isinstance(declared, str) else set(declared or ())
-    for key in ("anyOf", "oneOf"):
-        for option in schema.get(key) or ():
-            if isinstance(option, dict):
-                types |= schema_types(option)
-    if "enum" in schema and not types:
-        types = {"string" if isinstance(v, str) else "json" for v in schema["enum"]}
-    types.discard("null")
-    return types
+def _json_parameters(tool: ToolSpec) -> frozenset[str]:
+    root = tool.input_schema if isinstance(tool.input_schema, dict) else {}
+    budget = Expansion(f"the input_schema of tool '{tool.name}'")
+    properties = resolve(root, root, budget)
+    properties = properties.get("properties") if isinstance(properties, dict) else None
+    if not isinstance(properties, dict):
+        return frozenset()
+    out = set()
+    for name, schema in properties.items():
+        kinds = value_types(root, schema, budget) - {"null"}
+        if kinds and not kinds & {"string", "any"}:
+            out.add(name)
+    return frozenset(out)
 
 
 def as_arguments(text: str) -> str | None:

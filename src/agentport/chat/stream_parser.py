@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from agentport.chat.parsers._calls import JsonCallsSection
-from agentport.chat.parsers._core import Out, Section, ToolSet
+from agentport.chat.json_calls import JsonCallsSection
+from agentport.chat.sections import Out, Section, ToolSet
 from agentport.chat.stream_text import find_first, partial_suffix
 from agentport.core import StreamEvent, ToolCallEnd, ToolSpec
 

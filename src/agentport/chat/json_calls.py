@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from agentport.chat.parsers._core import (
+from agentport.chat.json_scanner import JsonScanner
+from agentport.chat.sections import (
     WHITESPACE,
     ArgumentStream,
     Out,
@@ -17,7 +18,6 @@ from agentport.chat.parsers._core import (
     as_arguments,
     match_at,
 )
-from agentport.chat.parsers._json import JsonScanner
 from agentport.chat.stream_text import find_first, partial_suffix
 
 NAME_KEYS = ("name",)
