@@ -43,6 +43,7 @@ class Prompt:
     user: str
     max_tokens: int
     seed: int = SEED
+    tools: tuple[dict, ...] = ()  # Anthropic-shaped definitions, offered with tool_choice auto
 
 
 def loopback(url: str) -> tuple[str, int]:
@@ -70,7 +71,22 @@ def anthropic_body(model: str, prompt: Prompt) -> dict[str, Any]:
         "ignore_eos": True,
         "system": prompt.system,
         "messages": [{"role": "user", "content": prompt.user}],
-    }
+    } | _anthropic_tools(prompt)
+
+
+def _anthropic_tools(prompt: Prompt) -> dict[str, Any]:
+    return {"tools": list(prompt.tools), "tool_choice": {"type": "auto"}} if prompt.tools else {}
+
+
+def _openai_tools(prompt: Prompt) -> dict[str, Any]:
+    if not prompt.tools:
+        return {}
+    functions = [
+        {"type": "function", "function": {"name": t["name"], "description": t["description"],
+                                          "parameters": t["input_schema"]}}
+        for t in prompt.tools
+    ]  # fmt: skip
+    return {"tools": functions, "tool_choice": "auto"}
 
 
 def openai_body(model: str, prompt: Prompt) -> dict[str, Any]:
@@ -83,12 +99,13 @@ def openai_body(model: str, prompt: Prompt) -> dict[str, Any]:
         "temperature": 0,
         "seed": prompt.seed,
         "ignore_eos": True,
-    }
+    } | _openai_tools(prompt)
 
 
 def ollama_body(model: str, prompt: Prompt) -> dict[str, Any]:
     options = {"temperature": 0, "seed": prompt.seed, "num_predict": prompt.max_tokens}
-    return {"model": model, "messages": _messages(prompt), "stream": True, "options": options}
+    body = {"model": model, "messages": _messages(prompt), "stream": True, "options": options}
+    return body | {"tools": _openai_tools(prompt)["tools"]} if prompt.tools else body
 
 
 # ---------------------------------------------------------------------------- stream payloads

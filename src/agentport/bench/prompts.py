@@ -42,7 +42,8 @@ def tagged(tag: str, n_words: int, seed: int = SEED) -> str:
     return f"[{tag}] " + prose(random.Random(seed), n_words)
 
 
-def chat_prompt(tag: str, words: int, tokens: int) -> Prompt:
-    """A storytelling request whose system and user texts both start with ``tag``."""
+def chat_prompt(tag: str, words: int, tokens: int, tools: tuple[dict, ...] = ()) -> Prompt:
+    """A storytelling request whose system and user texts both start with ``tag``, offering
+    ``tools`` (so a server's lazy tool-call grammar watches the whole answer)."""
     system = f"[{tag}] You are a storyteller. Continue the story you are given."
-    return Prompt(system, tagged(tag, words), tokens)
+    return Prompt(system, tagged(tag, words), tokens, tools=tools)

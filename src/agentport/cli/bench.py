@@ -40,6 +40,10 @@ ThreadsOpt = Annotated[
 ]
 CtxOpt = Annotated[int, typer.Option(help="Context per sequence for every server and engine.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Directory for the JSON, markdown and PNG.")]
+ToolsOpt = Annotated[
+    int,
+    typer.Option(help="Claude Code-shaped tools offered with tool_choice auto (a lazy grammar)."),
+]
 CopyOpt = Annotated[int, typer.Option(help="MiB copied per measurement of memory bandwidth.")]
 LlamaBinOpt = Annotated[
     Path | None,
@@ -211,6 +215,7 @@ def compare_command(
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 1,
     tokens: Annotated[int, typer.Option(help="Tokens generated per request.")] = 128,
     prompt_words: Annotated[int, typer.Option(help="Words of each prompt.")] = 100,
+    tools: ToolsOpt = 0,
     baseline: Annotated[
         Path | None, typer.Option(help="A recorded run to gate this one against.")
     ] = None,
@@ -232,7 +237,7 @@ def compare_command(
     targets = target or ["agentport", "llama-server"]
     with _stoppable(), reporting():
         cfg = LoadConfig(requests, concurrency, tokens, prompt_words, rounds, warmup)
-        cfg.max_foreign = _share(max_foreign_cpu)
+        cfg.max_foreign, cfg.tools = _share(max_foreign_cpu), tools
         run = _http_run(
             targets, model, model_name, threads, ctx, llama_bin,
             reference or _default_reference(targets), copy_mib, concurrency,
@@ -260,6 +265,7 @@ def decode_command(
     warmup: Annotated[int, typer.Option(help="Uncounted rounds first.")] = 1,
     tokens: Annotated[int, typer.Option(help="Tokens generated per request.")] = 256,
     prompt_words: Annotated[int, typer.Option(help="Words of each prompt.")] = 40,
+    tools: ToolsOpt = 0,
     baseline: Annotated[
         Path | None, typer.Option(help="A recorded decode run to gate this one against.")
     ] = None,
@@ -282,6 +288,7 @@ def decode_command(
     targets = target or ["agentport", "llama-server"]
     with _stoppable(), reporting():
         cfg = LoadConfig(1, 1, tokens, prompt_words, rounds, warmup, _share(max_foreign_cpu))
+        cfg.tools = tools
         run = _http_run(
             targets, model, model_name, threads, ctx, llama_bin,
             reference or _default_reference(targets), copy_mib,

@@ -12,6 +12,7 @@ medians, and the decode bound of `bandwidth.py` at the scenario's context.
 from __future__ import annotations
 
 import contextlib
+import random
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -21,10 +22,11 @@ from pathlib import Path
 
 from agentport.bench import cpu, metrics
 from agentport.bench.bandwidth import copy_bandwidth, decode_bound
-from agentport.bench.drivers import Prompt
+from agentport.bench.drivers import SEED, Prompt
 from agentport.bench.metrics import Timeline, percentile
 from agentport.bench.prompts import chat_prompt, stderr_log
 from agentport.bench.report import model_facts, new_record
+from agentport.bench.scenarios.conversation import tool
 from agentport.bench.targets import REPO_ROOT, ServerOptions, Target, TargetSpec, started
 
 Log = Callable[[str], None]
@@ -44,6 +46,13 @@ class LoadConfig:
     rounds: int = 5
     warmup: int = 1
     max_foreign: float | None = None  # discard rounds where others took more CPU than this
+    tools: int = 0  # Claude Code-shaped tools offered with tool_choice auto (a lazy grammar)
+
+
+def offered_tools(count: int) -> tuple[dict, ...]:
+    """``count`` Claude Code-shaped tool definitions, the same in every round."""
+    rng = random.Random(SEED)
+    return tuple(tool(rng, index, 40) for index in range(count))
 
 
 def run_batch(target: Target, prompts: Sequence[Prompt], concurrency: int) -> list[Timeline]:
@@ -97,8 +106,10 @@ class Measured:
 
 def measure(target: Target, cfg: LoadConfig, label: str) -> Measured:
     """One round's requests against one target, with the CPU accounting around them."""
+    tools = offered_tools(cfg.tools)
     prompts = [
-        chat_prompt(f"{label} q{i}", cfg.prompt_words, cfg.tokens) for i in range(cfg.requests)
+        chat_prompt(f"{label} q{i}", cfg.prompt_words, cfg.tokens, tools)
+        for i in range(cfg.requests)
     ]
     before = cpu.sample(target.process.pid if target.process else None)
     timelines = _run_or_explain(target, prompts, cfg.concurrency, label)
