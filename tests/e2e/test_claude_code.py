@@ -55,7 +55,9 @@ def test_sdk_tool_use_and_count_tokens(sdk):
         tool_choice={"type": "any"},
         messages=[{"role": "user", "content": "Open setup.py"}],
     )
-    assert counted.input_tokens == message.usage.input_tokens
+    usage = message.usage  # input_tokens counts only what was not read from cache
+    prompt = usage.input_tokens + (usage.cache_read_input_tokens or 0)
+    assert counted.input_tokens == prompt + (usage.cache_creation_input_tokens or 0)
 
 
 def test_sdk_errors_are_typed(sdk):

@@ -29,7 +29,7 @@ class VersionPoller(threading.Thread):
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.url, self.worst, self.failures, self.polls = url, 0.0, [], 0
-        self.stopping = threading.Event()
+        self.stopping, self.polled = threading.Event(), threading.Event()
 
     def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=30) as client:
@@ -43,6 +43,7 @@ class VersionPoller(threading.Thread):
                 self.polls += 1
                 if not ok:
                     self.failures.append("not 200")
+                self.polled.set()
                 self.stopping.wait(0.05)
 
 
@@ -57,6 +58,7 @@ def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
 def while_polled(server: LiveServer, send: Callable[[httpx.Client], httpx.Response]):
     poller = VersionPoller(server.url)
     poller.start()
+    assert poller.polled.wait(30), "GET /api/version never answered"
     try:
         with httpx.Client(base_url=server.url, timeout=120) as client:
             response = send(client)

@@ -83,34 +83,40 @@ def test_the_next_turn_reuses_the_previous_one(cold):
     assert usage2["cache_read_input_tokens"] >= usage1["input_tokens"] - 1
 
 
-def test_a_second_session_shares_a_running_sessions_prefix(cold):
-    server, reference = cold
-    copies = metric(server.url, "copies")
-    started = threading.Event()
+def test_a_second_session_shares_a_running_sessions_prefix(cold, tmp_path):
+    """On a server of its own, so that no free sequence holds the question: the second
+    session's prefix can only come from the running session's, copied into an empty one."""
+    _, reference = cold
+    server = start_server(tmp_path / "copy-home", ENV)
+    try:
+        copies = metric(server.url, "copies")
+        started = threading.Event()
+        first = threading.Thread(target=long_session, args=(server.url, started))
+        first.start()
+        assert started.wait(300)
+        text, usage = ask(server.url, "What is a linked list?")
+        first.join()
+        assert usage["cache_read_input_tokens"] > 500
+        assert text == reference
+        assert metric(server.url, "copies") == copies + 1
+    finally:
+        stop_server(server)
 
-    def long_session() -> None:
-        body = {
-            "model": "claude-sonnet-4-5",
-            "max_tokens": 200,
-            "ignore_eos": True,
-            "stream": True,
-            "system": SYSTEM,
-            "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}],
-        }
-        with httpx.stream("POST", server.url + "/v1/messages", json=body, timeout=600) as r:
-            for chunk in r.iter_text():
-                if "content_block_delta" in chunk:
-                    started.set()
-        started.set()
 
-    first = threading.Thread(target=long_session)
-    first.start()
-    assert started.wait(300)
-    text, usage = ask(server.url, "What is a linked list?")
-    first.join()
-    assert usage["cache_read_input_tokens"] > 500
-    assert text == reference
-    assert metric(server.url, "copies") >= copies
+def long_session(url: str, started: threading.Event) -> None:
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 200,
+        "ignore_eos": True,
+        "stream": True,
+        "system": SYSTEM,
+        "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}],
+    }
+    with httpx.stream("POST", url + "/v1/messages", json=body, timeout=600) as response:
+        for chunk in response.iter_text():
+            if "content_block_delta" in chunk:
+                started.set()
+    started.set()
 
 
 def test_the_disk_tier_survives_a_restart_and_ignores_damaged_entries(cold, home):

@@ -322,6 +322,14 @@ HERMES = [
 
 QWEN3_CODER = [
     (
+        "a JSON value whose string holds the closing tag ends at the tag after a newline",
+        '<tool_call>\n<function=Edit>\n<parameter=edits>\n[{"old": "a</parameter>b", "new": "c"}]'
+        "\n</parameter>\n</function>\n</tool_call>",
+        "",
+        "",
+        [("Edit", {"edits": [{"old": "a</parameter>b", "new": "c"}]})],
+    ),
+    (
         "one call, typed parameters",
         "<tool_call>\n<function=Read>\n<parameter=path>\nsrc/a.py\n</parameter>\n"
         "<parameter=limit>\n20\n</parameter>\n</function>\n</tool_call>",

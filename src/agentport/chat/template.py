@@ -17,13 +17,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from agentport.chat.control_text import ControlText
 from agentport.errors import InvalidRequestError, TemplateLimitError
 
 log = logging.getLogger("agentport.chat")
@@ -178,8 +179,10 @@ class ChatTemplate:
         model: str = "unnamed",
         seconds: float = RENDER_SECONDS,
         max_chars: int = MAX_OUTPUT_CHARS,
+        control_texts: Iterable[str] = (),
     ) -> None:
         self.source = source or CHATML_TEMPLATE
+        self.control = ControlText(control_texts)  # marks control tokens' strings in content
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.model = model
@@ -212,11 +215,12 @@ class ChatTemplate:
         add_generation_prompt: bool = True,
         **extra: Any,
     ) -> str:
-        """Render; raises TemplateRaised when the template rejects the conversation and
+        """Render (control-token strings in the content marked, see chat/control_text.py);
+        raises TemplateRaised when the template rejects the conversation and
         TemplateLimitError when it runs past a bound."""
         variables = {
-            "messages": messages,
-            "tools": tools or None,
+            "messages": self.control.protect(messages),
+            "tools": self.control.protect(tools) or None,
             "add_generation_prompt": add_generation_prompt,
             "bos_token": self.bos_token,
             "eos_token": self.eos_token,

@@ -34,6 +34,7 @@ class EngineInfo:
     threads: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
     fim_tokens: tuple[str, str, str] | None = None  # prefix, suffix, middle markers
+    control_texts: tuple[str, ...] = ()  # strings that tokenize as control tokens
     parallel: int = 1  # sequences served at once, each of n_ctx tokens
     kv_type: str = "f16"
 
@@ -74,7 +75,11 @@ class Constraint:
 class Engine(Protocol):
     info: EngineInfo
 
-    def tokenize(self, text: str) -> list[int]: ...
+    def tokenize(self, text: str, special: bool = True, start: bool = True) -> list[int]:
+        """`text`'s tokens. `special`: control tokens' strings become those tokens (else they
+        are plain text); `start`: `text` begins the prompt, so a BOS comes first where the
+        model wants one (unless `text` already starts with it)."""
+        ...
 
     def grammar_compiles(self, grammar: str) -> bool:
         """Whether the engine can constrain generation with `grammar` (GBNF)."""

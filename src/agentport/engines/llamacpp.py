@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agentport.cache.disk import DiskTier
 from agentport.core import SamplingParams
+from agentport.engines import llamacpp_vocab as vocab_text
 from agentport.engines.base import Constraint, EngineInfo, SlotUse
 from agentport.engines.llamacpp_grammar import GrammarGate, VocabTables, grammar_compiles
 from agentport.engines.llamacpp_memory import ReportedMemory, capture_reported_memory
@@ -144,42 +145,25 @@ class LlamaCppEngine:
             n_ctx_train=shape.n_ctx_train,
             rope_scaling=f"yarn x{yarn:g} from {shape.n_ctx_train}" if yarn > 1.0 else None,
             chat_template=metadata.get("tokenizer.chat_template"),
-            bos_token=self._token_text(self.lib.llama_vocab_bos(self.vocab)),
-            eos_token=self._token_text(self.lib.llama_vocab_eos(self.vocab)),
+            bos_token=vocab_text.token_text(self._model, self.lib.llama_vocab_bos(self.vocab)),
+            eos_token=vocab_text.token_text(self._model, self.lib.llama_vocab_eos(self.vocab)),
             file_size=shape.file_size,
             architecture=shape.architecture,
             quantization=shape.quantization,
             parameter_count=shape.parameter_count,
             threads=threads,
             metadata={k: v for k, v in metadata.items() if len(v) < 2048},
-            fim_tokens=self._fim_tokens(),
+            fim_tokens=vocab_text.fim_texts(self.lib, self._model, self.vocab),
+            control_texts=vocab_text.control_texts(self.lib, self._model, self.vocab),
             parallel=options.parallel,
             kv_type=options.kv_type,
         )
 
-    def _fim_tokens(self) -> tuple[str, str, str] | None:
-        lib, vocab = self.lib, self.vocab
-        ids = (
-            lib.llama_vocab_fim_pre(vocab),
-            lib.llama_vocab_fim_suf(vocab),
-            lib.llama_vocab_fim_mid(vocab),
-        )
-        if min(ids) < 0:
-            return None
-        pre, suf, mid = (self._token_text(t) for t in ids)
-        return pre, suf, mid
-
-    def _token_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return self._model.detokenize([token], special=True).decode("utf-8", errors="replace")
-
     # --- tokens ------------------------------------------------------------------------------
 
-    def tokenize(self, text: str) -> list[int]:
-        bos = self.info.bos_token
-        add_bos = self._add_bos and not (bos and text.startswith(bos))
-        return self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+    def tokenize(self, text: str, special: bool = True, start: bool = True) -> list[int]:
+        add_bos = vocab_text.wants_bos(self._add_bos, self.info.bos_token, text, start)
+        return vocab_text.tokenize(self._model, text, special, add_bos)
 
     # --- generation --------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ class Vocab(Protocol):
     eog: list[int]
     chat_template: str | None
 
-    def tokenize(self, text: str) -> list[int]: ...
+    def tokenize(self, text: str, special: bool = True, start: bool = True) -> list[int]: ...
     def start(self) -> None: ...
     def piece(self, token: int) -> str: ...
     def flush(self) -> str: ...
@@ -97,8 +97,8 @@ class MlxEngine:
 
     # --- the runtime's side ------------------------------------------------------------------
 
-    def tokenize(self, text: str) -> list[int]:
-        return self._vocab.tokenize(text)
+    def tokenize(self, text: str, special: bool = True, start: bool = True) -> list[int]:
+        return self._vocab.tokenize(text, special, start)
 
     def grammar_compiles(self, grammar: str) -> bool:
         """True: MLX applies no grammar (it refuses a request that needs one and leaves a lazy
@@ -322,6 +322,7 @@ def _load_gguf(path: Path, options: MlxOptions):
         parameter_count=shape.parameter_count,
         metadata={k: v for k, v in vocab.metadata.items() if len(v) < 2048},
         fim_tokens=vocab.fim_tokens(),
+        control_texts=vocab.control_texts(),
     )
     return model, vocab, info
 
@@ -346,6 +347,7 @@ def _load_directory(path: Path, options: MlxOptions):
         architecture=str(config.get("model_type", "")),
         quantization=f"{quantization['bits']}-bit" if "bits" in quantization else "",
         parameter_count=get_total_parameters(model),
+        control_texts=tuple(getattr(tokenizer, "all_special_tokens", ())),
     )
     return model, vocab, info
 
@@ -361,10 +363,13 @@ class HfVocab:
         self.eog = sorted(tokenizer.eos_token_ids)
         self.chat_template = getattr(tokenizer, "chat_template", None)
 
-    def tokenize(self, text: str) -> list[int]:
+    def tokenize(self, text: str, special: bool = True, start: bool = True) -> list[int]:
+        """Hugging Face tokenizers parse special tokens' strings unless told to split them."""
         bos = self.bos_token
-        special = not (bos and text.startswith(bos))
-        return self._tokenizer.encode(text, add_special_tokens=special)
+        add = start and not (bos and text.startswith(bos))
+        if special:
+            return self._tokenizer.encode(text, add_special_tokens=add)
+        return self._tokenizer.encode(text, add_special_tokens=add, split_special_tokens=True)
 
     def start(self) -> None:
         self._detokenizer.reset()

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from agentport.engines import llamacpp_vocab as vocab_text
 from agentport.errors import ModelLoadError
 
 GROUP_SIZE = 32  # of every GGUF quantized block type MLX reads
@@ -220,27 +221,18 @@ class GgufVocab:
     def chat_template(self) -> str | None:
         return self.metadata.get("tokenizer.chat_template")
 
-    def tokenize(self, text: str) -> list[int]:
-        bos = self.bos_token
-        add_bos = self._add_bos and not (bos and text.startswith(bos))
-        return self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+    def tokenize(self, text: str, special: bool = True, start: bool = True) -> list[int]:
+        add_bos = vocab_text.wants_bos(self._add_bos, self.bos_token, text, start)
+        return vocab_text.tokenize(self._model, text, special, add_bos)
 
     def token_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return self._model.detokenize([token], special=True).decode("utf-8", errors="replace")
+        return vocab_text.token_text(self._model, token)
 
     def fim_tokens(self) -> tuple[str, str, str] | None:
-        lib, vocab = self.lib, self.vocab
-        ids = (
-            lib.llama_vocab_fim_pre(vocab),
-            lib.llama_vocab_fim_suf(vocab),
-            lib.llama_vocab_fim_mid(vocab),
-        )
-        if min(ids) < 0:
-            return None
-        pre, suf, mid = (self.token_text(t) for t in ids)
-        return pre, suf, mid
+        return vocab_text.fim_texts(self.lib, self._model, self.vocab)
+
+    def control_texts(self) -> tuple[str, ...]:
+        return vocab_text.control_texts(self.lib, self._model, self.vocab)
 
     def start(self) -> None:
         self._utf8.reset()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from agentport.config import Settings, process_environment
+from agentport.config import Settings, make_private_dir, private_opener, process_environment
 from agentport.errors import LaunchError
 
 DEFAULT_TOKEN = "agentport"
@@ -75,8 +75,8 @@ def serve_command(model: str | None = None) -> list[str]:
 def start_server(settings: Settings, model: str | None = None) -> subprocess.Popen:
     """Start `agentport serve` detached from this process, its output appended to the log."""
     log_path = server_log(settings)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
+    make_private_dir(log_path.parent)
+    with open(log_path, "ab", opener=private_opener) as log:
         return subprocess.Popen(
             serve_command(model),
             stdin=subprocess.DEVNULL,

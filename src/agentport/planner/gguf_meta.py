@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from agentport.config import make_private_dir, private_opener
 from agentport.errors import ModelLoadError
 from agentport.planner.gguf_header import GGUFHeader, TensorTotals, invalid, read_header
 
@@ -104,8 +105,9 @@ def read_shape(path: Path, cache_dir: Path | None = None) -> ModelShape:
             cached.unlink(missing_ok=True)
     shape = _read_gguf(path)
     if cached:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_text(json.dumps(asdict(shape)))
+        make_private_dir(cached.parent)
+        with open(cached, "w", opener=private_opener) as file:
+            file.write(json.dumps(asdict(shape)))
     return shape
 
 

@@ -85,7 +85,9 @@ async def load_model(
     info = engine.info
     defaults = await asyncio.to_thread(load_defaults, store, entry)
     source = defaults.template or info.chat_template
-    template = ChatTemplate(source, info.bos_token, info.eos_token, model=key)
+    template = ChatTemplate(
+        source, info.bos_token, info.eos_token, model=key, control_texts=info.control_texts
+    )
     loaded = LoadedModel(
         name=key,
         entry=entry,

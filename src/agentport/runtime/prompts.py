@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agentport.chat.control_text import segments
 from agentport.chat.families import call_format
 from agentport.chat.grammar import json_grammar
 from agentport.chat.render import RenderedPrompt, render
 from agentport.chat.tool_calls import calls_grammar, prompt_family
 from agentport.core import ChatRequest
-from agentport.engines.base import Constraint
+from agentport.engines.base import Constraint, Engine
 from agentport.errors import InvalidRequestError, PromptTooLongError
 from agentport.runtime.loader import LoadedModel
 from agentport.runtime.model_defaults import apply_defaults
@@ -40,7 +41,7 @@ def prepare_prompt(
     if request.sampling.max_tokens is None and default_max_tokens:
         request.sampling.max_tokens = default_max_tokens  # no runaway answer
     prompt = render_prompt(request, loaded)
-    tokens = loaded.engine.tokenize(prompt.text)
+    tokens = tokenize_prompt(loaded.engine, prompt.text)
     if not tokens:
         raise InvalidRequestError("the prompt is empty", "prompt")
     if not generating:
@@ -49,6 +50,15 @@ def prepare_prompt(
     if len(tokens) >= n_ctx:
         raise PromptTooLongError(len(tokens), n_ctx)
     return prompt, tokens, loaded.engine.constrain(request.sampling)
+
+
+def tokenize_prompt(engine: Engine, text: str) -> list[int]:
+    """The rendered prompt's tokens: its markup with control tokens parsed, the control-token
+    strings marked inside content as plain text (chat/control_text.py)."""
+    tokens: list[int] = []
+    for index, (piece, markup) in enumerate(segments(text)):
+        tokens += engine.tokenize(piece, special=markup, start=index == 0)
+    return tokens
 
 
 def render_prompt(request: ChatRequest, loaded: LoadedModel) -> RenderedPrompt:

@@ -37,6 +37,9 @@ FUNCTION_OPEN, FUNCTION_CLOSE = "<function=", "</function>"
 PARAMETER_OPEN, PARAMETER_CLOSE = "<parameter=", "</parameter>"
 TAGS = (FUNCTION_OPEN, FUNCTION_CLOSE, PARAMETER_OPEN, PARAMETER_CLOSE, CALL_CLOSE, CALL_OPEN)
 VALUE_ENDS = (PARAMETER_CLOSE, PARAMETER_OPEN, FUNCTION_CLOSE, CALL_CLOSE)
+# A JSON value may hold "</parameter>" inside a string; the closing tag that ends it follows a
+# newline (as the grammar writes it, and the model).
+JSON_VALUE_ENDS = ("\n" + PARAMETER_CLOSE, PARAMETER_OPEN, FUNCTION_CLOSE, CALL_CLOSE)
 MAX_NAME = 256
 PYTHON_LITERALS = {"True": True, "False": False, "None": None}
 
@@ -164,13 +167,14 @@ class XmlCallSection(StateSection):
 
     def _value(self, text: str, index: int) -> int | None:
         rest = text[index:]
-        found, marker = find_first(rest, VALUE_ENDS)
+        ends = VALUE_ENDS if self.as_string else JSON_VALUE_ENDS
+        found, marker = find_first(rest, ends)
         if found != -1:
             piece = rest[:found]
             self._put_value(piece[:-1] if piece.endswith("\n") else piece, last=True)
             self.state = "tag"
-            return index + found + (len(marker) if marker == PARAMETER_CLOSE else 0)
-        end = len(rest) - partial_suffix(rest, VALUE_ENDS)
+            return index + found + (len(marker) if marker.endswith(PARAMETER_CLOSE) else 0)
+        end = len(rest) - partial_suffix(rest, ends)
         if rest[:end].endswith("\n"):
             end -= 1  # may be the newline before the closing tag
         if end <= 0:
