@@ -35,6 +35,9 @@ HOSTILE = {
     ),
     "huge power": ("{{ 10 ** 100000000 }}", "power"),
     "long output": ("{% for a in range(100000) %}{{ 'x' * 100 }}{% endfor %}", "wrote more"),
+    "padding method": ("{{ 'x'.ljust(10 ** 10) }}", "width"),
+    "padding filter": ("{{ 'x' | center(10 ** 10) }}", "width"),
+    "indent filter": ("{{ 'x\ny' | indent(10 ** 10) }}", "width"),
 }
 
 

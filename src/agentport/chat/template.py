@@ -55,13 +55,33 @@ class _PastBound(BaseException):  # noqa: N818 - not an error the template may c
 
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with `*`, `+` and `**` refusing to build huge values."""
+    """The immutable sandbox, with `*`, `+` and `**` refusing to build huge values, and calls
+    and padding filters refusing a width past the size bound (`'x'.ljust(10**10)`)."""
 
     intercepted_binops = frozenset(("*", "+", "**"))
+    SIZED_FILTERS = ("center", "indent", "wordwrap", "truncate")
 
     def __init__(self, max_chars: int, **options: Any) -> None:
         super().__init__(**options)
         self.max_chars = max_chars
+        for name in self.SIZED_FILTERS:
+            self.filters[name] = self._sized(self.filters[name])
+
+    def _check_sizes(self, args: tuple, kwargs: dict) -> None:
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, int) and not isinstance(value, bool) and value > self.max_chars:
+                raise _PastBound(f"asked for a width past {self.max_chars} characters")
+
+    def _sized(self, function: Any) -> Any:
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            self._check_sizes(args, kwargs)
+            return function(*args, **kwargs)
+
+        return bounded
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        __self._check_sizes(args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any):
         if operator == "**" and _huge_power(left, right):
