@@ -8,6 +8,9 @@ Ctrl-C closes the connection; the server then cancels the pull, keeping its part
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -35,16 +38,25 @@ def pull_command(
 ) -> None:
     """Download a model from a registry (Ollama's, or Hugging Face GGUF repositories) into the
     store, with a progress bar per layer; Ctrl-C stops it, and pulling again resumes."""
-    with reporting(), Client(load_settings()) as client:
-        try:
+    previous = signal.signal(signal.SIGINT, lambda *_: _interrupted(name))
+    try:
+        with reporting(), Client(load_settings()) as client:
             follow_pull(client, name, console)
-        except KeyboardInterrupt:
-            err_console.print(
-                f"pull interrupted; run `agentport pull {name}` again to resume",
-                markup=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(code=INTERRUPTED_EXIT_CODE) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(name: str) -> None:
+    """Ctrl-C: say how to resume and leave at once. Unwinding could stop inside the HTTP
+    client's connection-pool lock and hang; the closed socket tells the server to stop."""
+    err_console.print(
+        f"pull interrupted; run `agentport pull {name}` again to resume",
+        markup=False,
+        soft_wrap=True,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED_EXIT_CODE)
 
 
 def follow_pull(client: Client, name: str, out: Console) -> None:
